@@ -1,0 +1,12 @@
+# The compiled packet reader is the only C in the project; everything else is in pyproject.toml.
+from setuptools import Extension, setup
+
+setup(
+    ext_modules=[
+        Extension(
+            "minewatch.sources._fastpcap",
+            sources=["src/minewatch/sources/_fastpcap.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall"],
+        )
+    ]
+)

@@ -20,7 +20,7 @@ def _find_corpus() -> Path | None:
 CORPUS = _find_corpus()
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def corpus() -> Path:
     if CORPUS is None:
         pytest.skip("../shared/corpus is not present")

@@ -24,16 +24,12 @@ def _endpoint(ip, port) -> str:
 
 
 @pytest.fixture(scope="module")
-def corpus_scan(request):
-    from tests.conftest import CORPUS
-
-    if CORPUS is None:
-        pytest.skip("../shared/corpus is not present")
-    pcaps = sorted((CORPUS / "ndpi" / "pcap").iterdir())
+def corpus_scan(corpus):
+    pcaps = sorted((corpus / "ndpi" / "pcap").iterdir())
     scanner = Scanner(Context(intel=IntelSet.load()))
     tables = [t for p in pcaps for t in scanner.scan_file(str(p))]
     evidence = pa.concat_tables(tables)
-    labels = list(csv.DictReader(open(CORPUS / "ndpi" / "ndpi_flows.csv", newline="")))
+    labels = list(csv.DictReader(open(corpus / "ndpi" / "ndpi_flows.csv", newline="")))
     return scanner.report, evidence, labels
 
 

@@ -20,7 +20,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False)  # progress, warnings, errors
 
 
 def _version(value: bool):
@@ -55,17 +55,30 @@ def _fmt_list(values) -> str:
     return ", ".join(v for v in (values or []) if v) or "-"
 
 
-def _fmt_ts(ts) -> str:
-    return ts.strftime("%Y-%m-%d %H:%M:%S") if ts is not None else "-"
+def _fmt_seen(first, last) -> str:
+    if first is None:
+        return "-"
+    start = first.strftime("%Y-%m-%d %H:%M")
+    if last is None or last == first:
+        return start
+    end = last.strftime("%H:%M" if last.date() == first.date() else "%Y-%m-%d %H:%M")
+    return f"{start} → {end}"
+
+
+def wide_console(stderr: bool = False) -> Console:
+    """A console that keeps summary tables readable when output is not a terminal."""
+    console = Console(stderr=stderr, highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    return console
 
 
 def print_host_table(console: Console, hosts: list[dict]) -> None:
     if not hosts:
         console.print("No mining evidence found.")
         return
-    table = Table(title="Hosts with mining evidence (miner side; HOME_NET hosts first)", show_lines=False)
-    for col in ("host", "what", "coin", "pool", "agent", "worker", "flows", "first seen (UTC)",
-                "last seen (UTC)", "confidence"):
+    table = Table(title="Hosts with mining evidence (miner side; HOME_NET hosts first)")
+    for col in ("host", "what", "coin", "pool", "agent", "worker", "flows", "seen (UTC)", "conf."):
         table.add_column(col, overflow="fold")
     for h in hosts:
         what = _fmt_list(h["categories"])
@@ -74,7 +87,7 @@ def print_host_table(console: Console, hosts: list[dict]) -> None:
         host = h["host"] if h["internal"] else f"{h['host']} [dim](outside HOME_NET)[/]"
         table.add_row(
             host, what, _fmt_list(h["coins"]), _fmt_list(h["pools"]), _fmt_list(h["agents"]),
-            _fmt_list(h["workers"]), str(h["flows"]), _fmt_ts(h["first_seen"]), _fmt_ts(h["last_seen"]),
+            _fmt_list(h["workers"]), str(h["flows"]), _fmt_seen(h["first_seen"], h["last_seen"]),
             f"{h['confidence']:.2f}",
         )
     console.print(table)
@@ -131,7 +144,7 @@ def scan(
     ctx = _load_context(intel, show_wallets)
     scanner = Scanner(ctx, ScanOptions(reader=reader))
     writer = EvidenceWriter(output, choose_format(output, fmt)) if output else None
-    summary = err if output == "-" else Console(highlight=False)
+    summary = wide_console(stderr=output == "-")
     collected = []
 
     def consume(tables):
@@ -218,7 +231,7 @@ def demo(
     """Run the whole pipeline on the bundled data and print what it finds."""
     from minewatch.demo import run_demo
 
-    raise typer.Exit(run_demo(Path(out_dir), Console(highlight=False)))
+    raise typer.Exit(run_demo(Path(out_dir), wide_console()))
 
 
 def main() -> None:

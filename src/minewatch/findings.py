@@ -45,6 +45,8 @@ SELECT
     max(e.ts_end) AS last_seen
 FROM evidence e JOIN combined c USING (host, internal)
 GROUP BY e.host, e.internal, c.confidence
+-- Outside HOME_NET, only clients of mining or pools are of interest (not every P2P peer).
+HAVING e.internal OR bool_or(e.category IN ('mining', 'mining_pool_contact', 'browser_mining'))
 ORDER BY e.internal DESC, list_contains(list(DISTINCT e.category), 'mining') DESC, c.confidence DESC, e.host
 """
 
@@ -96,6 +98,6 @@ def host_findings(evidence: pa.Table, home: HomeNet) -> list[dict]:
     con = duckdb.connect()
     try:
         con.register("evidence", table)
-        return con.execute(HOST_FINDINGS_SQL).to_arrow_table().to_pylist()
+        return con.sql(HOST_FINDINGS_SQL).to_arrow_table().to_pylist()
     finally:
         con.close()

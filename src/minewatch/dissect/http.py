@@ -61,14 +61,43 @@ def parse_messages(data: bytes, limit: int = 16) -> list[HttpMessage]:
             method, target, status = parts[0], (parts[1] if len(parts) > 1 else None), None
         body = b""
         if end >= 0:
-            body_start = end + sep
-            try:
-                length = int(headers.get("content-length", "0"))
-            except ValueError:
-                length = 0
-            body = data[body_start : body_start + max(length, 0)]
-            pos = body_start + max(length, 0)
+            body, pos = _body(data, end + sep, headers, is_response=method is None)
         else:
             pos = len(data)
         out.append(HttpMessage(start, method, target, status, headers, body))
     return out
+
+
+def _body(data: bytes, start: int, headers: dict[str, str], is_response: bool) -> tuple[bytes, int]:
+    """The message body and where the next message starts: Content-Length, chunked, or to the end."""
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        return _dechunk(data, start)
+    length_text = headers.get("content-length")
+    if length_text is not None:
+        try:
+            length = max(int(length_text), 0)
+        except ValueError:
+            length = 0
+        return data[start : start + length], start + length
+    if is_response:  # no length: the body runs until the connection closes
+        return data[start:], len(data)
+    return b"", start  # a request without a length has no body
+
+
+def _dechunk(data: bytes, pos: int) -> tuple[bytes, int]:
+    parts: list[bytes] = []
+    while pos < len(data):
+        line_end = data.find(b"\r\n", pos)
+        if line_end < 0:
+            break
+        try:
+            size = int(data[pos:line_end].split(b";")[0].strip() or b"0", 16)
+        except ValueError:
+            break
+        pos = line_end + 2
+        if size == 0:
+            trailer_end = data.find(b"\r\n\r\n", pos - 2)
+            return b"".join(parts), (trailer_end + 4 if trailer_end >= 0 else len(data))
+        parts.append(data[pos : pos + size])
+        pos += size + 2
+    return b"".join(parts), len(data)

@@ -5,24 +5,29 @@ from __future__ import annotations
 import json
 from typing import Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from minewatch.detect import Context, Detector, Flow, Hit
+from minewatch.detect import COUNT_FIELDS, FLOW_FIELDS, HEAD_FIELDS, Context, Detector, Flow, Hit
+from minewatch.detect.heads import Heads
 from minewatch.schema import EVIDENCE
 
 
-def _candidates(batch: pa.RecordBatch, ctx: Context) -> pa.RecordBatch:
-    """Flows worth a detector's look: those with payload, or all when IP indicators are loaded."""
-    if ctx.intel is not None and getattr(ctx.intel, "has_ip_indicators", False):
-        return batch
-    if "src_payload_head" not in batch.schema.names:
-        return batch
-    has = pc.or_(
-        pc.greater(pc.fill_null(pc.binary_length(batch["src_payload_head"]), 0), 0),
-        pc.greater(pc.fill_null(pc.binary_length(batch["dst_payload_head"]), 0), 0),
-    )
-    return batch.filter(has)
+def _flows(batch: pa.RecordBatch) -> list[Flow]:
+    """Flow objects built column by column; times stay integer microseconds (cheap)."""
+    names = [f for f in FLOW_FIELDS if f in batch.schema.names]
+    columns = []
+    for name in names:
+        col = batch.column(name)
+        if pa.types.is_timestamp(col.type):
+            col = pc.cast(col, pa.int64())
+        elif name in COUNT_FIELDS:
+            col = pc.fill_null(col, 0)
+        elif name in HEAD_FIELDS:
+            col = pc.fill_null(col, b"")
+        columns.append(col.to_pylist())
+    return [Flow(**dict(zip(names, values))) for values in zip(*columns)]
 
 
 def _row(flow: Flow, det: Detector, hit: Hit, sha256: str | None) -> dict:
@@ -57,16 +62,29 @@ def detect_flows(
     sha256: str | None = None,
     errors: list[str] | None = None,
 ) -> pa.Table:
-    """Evidence for one flow batch. A detector that fails on a flow is reported, never fatal."""
+    """Evidence for one flow batch. A detector that fails on a flow is reported, never fatal.
+
+    Each detector's vectorised prefilter picks the rows it could match; only those rows
+    become Python objects, and each is shown only to the detectors that want it."""
     detectors = list(detectors)
     rows: list[dict] = []
-    for record in _candidates(batch, ctx).to_pylist():
-        flow = Flow.from_row(record)
-        for det in detectors:
+    if batch.num_rows == 0 or not detectors:
+        return pa.Table.from_pylist(rows, schema=EVIDENCE)
+    heads = Heads(batch)
+    masks = [det.prefilter(heads, ctx) if det.prefilter else heads.has_payload for det in detectors]
+    wanted = np.vstack(masks)  # detectors x rows
+    picked = np.flatnonzero(wanted.any(axis=0))
+    if len(picked) == 0:
+        return pa.Table.from_pylist(rows, schema=EVIDENCE)
+    flows = _flows(batch.take(pa.array(picked)))
+    for d, det in enumerate(detectors):
+        for k in np.flatnonzero(wanted[d, picked]):
+            flow = flows[k]
             try:
                 for hit in det.fn(flow, ctx):
                     rows.append(_row(flow, det, hit, sha256))
             except Exception as exc:  # a detector bug must not stop a scan; it is reported
                 if errors is not None:
                     errors.append(f"{flow.source_file}: flow {flow.flow_ref}: detector {det.id} failed: {exc!r}")
+    rows.sort(key=lambda r: (r["ts_start"], r["source_ref"], r["detector"]))
     return pa.Table.from_pylist(rows, schema=EVIDENCE)

@@ -16,7 +16,9 @@ from typing import Any, Callable, Iterable
 
 @dataclass(slots=True)
 class Flow:
-    """One conversation, with the first payload bytes of each side (may be empty)."""
+    """One conversation, with the first payload bytes of each side (may be empty).
+    Times are as the source gave them: datetimes, or integer microseconds since the epoch
+    (UTC) when built from a batch by the pipeline."""
 
     source_file: str
     flow_ref: int
@@ -44,13 +46,18 @@ class Flow:
 
     @classmethod
     def from_row(cls, row: dict) -> "Flow":
-        known = {k: row.get(k) for k in cls.__slots__ if k in row and k != "extra"}
-        known["src_payload_head"] = known.get("src_payload_head") or b""
-        known["dst_payload_head"] = known.get("dst_payload_head") or b""
-        for k in ("src_packets", "dst_packets", "src_bytes", "dst_bytes", "src_payload_packets",
-                  "dst_payload_packets", "src_payload_bytes", "dst_payload_bytes"):
+        known = {k: row.get(k) for k in FLOW_FIELDS if k in row}
+        for k in COUNT_FIELDS:
             known[k] = known.get(k) or 0
+        for k in HEAD_FIELDS:
+            known[k] = known.get(k) or b""
         return cls(**known)
+
+
+FLOW_FIELDS = tuple(f for f in Flow.__slots__ if f != "extra")
+COUNT_FIELDS = ("src_packets", "dst_packets", "src_bytes", "dst_bytes", "src_payload_packets",
+                "dst_payload_packets", "src_payload_bytes", "dst_payload_bytes")
+HEAD_FIELDS = ("src_payload_head", "dst_payload_head")
 
 
 @dataclass(slots=True)
@@ -81,18 +88,21 @@ class Detector:
     category: str
     description: str
     fn: Callable[[Flow, Context], Iterable[Hit]]
+    # Vectorised necessary condition over a batch (minewatch.detect.heads.Heads -> bool
+    # array); None means every flow that carries payload.
+    prefilter: Callable[[Any, Context], Any] | None = None
 
 
 REGISTRY: dict[str, Detector] = {}
 
 
-def flow_detector(id: str, version: int, category: str, description: str):
+def flow_detector(id: str, version: int, category: str, description: str, prefilter=None):
     """Register `fn(flow, ctx) -> iterable of Hit` under a stable id."""
 
     def register(fn):
         if id in REGISTRY:
             raise ValueError(f"detector id {id} registered twice")
-        REGISTRY[id] = Detector(id, version, category, description, fn)
+        REGISTRY[id] = Detector(id, version, category, description, fn, prefilter)
         return fn
 
     return register

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Iterable, Iterator
 
+import numpy as np
+
 from minewatch.detect import Context, Flow, Hit, flow_detector
+from minewatch.detect.heads import HTTP_START, Heads
 from minewatch.dissect.dns import parse_dns, plausible_dns_header
 from minewatch.dissect.http import looks_like_http, parse_messages
 from minewatch.dissect.tls import looks_like_tls_handshake, parse_client_hello
@@ -78,8 +81,25 @@ def _client_names(flow: Flow) -> Iterator[tuple[str, str, bool]]:
                     yield msg.host, "http_host", miner_is_dst
 
 
+def _names_possible(heads: Heads, ctx: Context):
+    """DNS on its ports or with a plausible header on UDP, a TLS ClientHello, or HTTP."""
+    def dns_header(b, n):  # one question; answer/authority/additional counts below 256
+        return (n >= 12) & (b[:, 4] == 0) & (b[:, 5] == 1) & (b[:, 6] == 0) & (b[:, 8] == 0) & (b[:, 10] == 0)
+
+    def client_hello(b, n):
+        return (n >= 6) & (b[:, 0] == 0x16) & (b[:, 1] == 3) & (b[:, 5] == 1)
+
+    dns = (heads.on_ports(DNS_PORTS) & heads.has_payload) | (heads.udp & heads.either(dns_header))
+    carrier = dns | heads.either(client_hello) | heads.regex(HTTP_START)
+    labels = _intel(ctx).domain_label_pattern()
+    if labels is None or not carrier.any():
+        return carrier & False
+    return carrier & heads.regex(labels)
+
+
 @flow_detector("intel.pool_domain", 1, "mining_pool_contact",
-               "DNS query/CNAME, TLS SNI or HTTP Host naming a listed mining pool or browser-mining service")
+               "DNS query/CNAME, TLS SNI or HTTP Host naming a listed mining pool or browser-mining service",
+               prefilter=_names_possible)
 def pool_domain(flow: Flow, ctx: Context) -> Iterable[Hit]:
     intel = _intel(ctx)
     by_category: dict[str, list[tuple[str, str, bool, Indicator]]] = {}
@@ -107,8 +127,13 @@ def pool_domain(flow: Flow, ctx: Context) -> Iterable[Hit]:
                   miner_is_dst=miner_is_dst)
 
 
+def _ip_lists_loaded(heads: Heads, ctx: Context):
+    return np.full(heads.n, _intel(ctx).has_ips, bool)
+
+
 @flow_detector("intel.pool_ip", 1, "mining_pool_contact",
-               "flow to (or from) an IP, network or IP:port on a user-supplied pool address list")
+               "flow to (or from) an IP, network or IP:port on a user-supplied pool address list",
+               prefilter=_ip_lists_loaded)
 def pool_ip(flow: Flow, ctx: Context) -> Iterable[Hit]:
     intel = _intel(ctx)
     if not intel.has_ips:

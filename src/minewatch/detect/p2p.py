@@ -11,7 +11,10 @@ import hashlib
 import struct
 from typing import Iterable
 
+import numpy as np
+
 from minewatch.detect import Context, Flow, Hit, flow_detector
+from minewatch.detect.heads import Heads
 from minewatch.detect.protocols import never_raises
 
 # ---------------------------------------------------------------- keccak-256 (Ethereum's hash)
@@ -40,23 +43,28 @@ _RC, _ROT = _keccak_constants()
 _MASK = (1 << 64) - 1
 
 
-def _rotl(v: int, n: int) -> int:
-    return ((v << n) | (v >> (64 - n))) & _MASK if n else v
+# theta's column index, then rho+pi as (source lane, destination lane, rotation), computed once
+_COLUMN = [i % 5 for i in range(25)]
+_RHO_PI = [(x + 5 * y, y + 5 * ((2 * x + 3 * y) % 5), _ROT[x + 5 * y]) for x in range(5) for y in range(5)]
 
 
 def _keccak_f(a: list[int]) -> None:
+    """Keccak-f[1600] in place on 25 little-endian 64-bit lanes."""
+    mask = _MASK
+    b = [0] * 25
     for rc in _RC:
         c = [a[x] ^ a[x + 5] ^ a[x + 10] ^ a[x + 15] ^ a[x + 20] for x in range(5)]
-        d = [c[(x - 1) % 5] ^ _rotl(c[(x + 1) % 5], 1) for x in range(5)]
-        for i in range(25):
-            a[i] ^= d[i % 5]
-        b = [0] * 25
-        for x in range(5):
-            for y in range(5):
-                b[y + 5 * ((2 * x + 3 * y) % 5)] = _rotl(a[x + 5 * y], _ROT[x + 5 * y])
-        for x in range(5):
-            for y in range(5):
-                a[x + 5 * y] = b[x + 5 * y] ^ (~b[(x + 1) % 5 + 5 * y] & b[(x + 2) % 5 + 5 * y])
+        d = [c[(x - 1) % 5] ^ (((c[(x + 1) % 5] << 1) | (c[(x + 1) % 5] >> 63)) & mask) for x in range(5)]
+        for src, dst, rot in _RHO_PI:
+            v = a[src] ^ d[_COLUMN[src]]
+            b[dst] = ((v << rot) | (v >> (64 - rot))) & mask if rot else v
+        for y in (0, 5, 10, 15, 20):
+            b0, b1, b2, b3, b4 = b[y], b[y + 1], b[y + 2], b[y + 3], b[y + 4]
+            a[y] = b0 ^ (~b1 & b2)
+            a[y + 1] = b1 ^ (~b2 & b3)
+            a[y + 2] = b2 ^ (~b3 & b4)
+            a[y + 3] = b3 ^ (~b4 & b0)
+            a[y + 4] = b4 ^ (~b0 & b1)
         a[0] ^= rc
 
 
@@ -169,8 +177,13 @@ def _bitcoin_version_info(payload: bytes | None) -> dict:
     return info
 
 
+def _bitcoin_magic(heads: Heads, ctx: Context):
+    return heads.starts_with_any(BITCOIN_MAGICS)
+
+
 @flow_detector("p2p.bitcoin", 1, "crypto_p2p",
-               "Bitcoin-family peer-to-peer wire messages (magic, command, checksum), any port")
+               "Bitcoin-family peer-to-peer wire messages (magic, command, checksum), any port",
+               prefilter=_bitcoin_magic)
 @never_raises
 def detect_bitcoin(flow: Flow, ctx: Context) -> Iterable[Hit]:
     results = {}
@@ -261,8 +274,24 @@ def rlpx_handshake(head: bytes) -> str | None:
     return None
 
 
+def _ethereum_shape(heads: Heads, ctx: Context):
+    """UDP: room for a discv4 packet; TCP: the initiator's head starts like an ECIES auth."""
+    src97, dst97 = heads.bytes_at(96, 2)  # signature recovery id (0..3), then the packet type
+    types = list(DISCV4_TYPES)
+
+    def discv4_at(b, n):
+        return (n >= 99) & (b[:, 0] <= 3) & np.isin(b[:, 1], types)
+
+    discv4 = heads.udp & (discv4_at(src97, heads.src_len) | discv4_at(dst97, heads.dst_len))
+    s, n = heads.src, heads.src_len
+    eip8 = (n >= 67) & (s[:, 0] <= 0x10) & (s[:, 2] == 0x04)
+    legacy = (n >= 65) & (s[:, 0] == 0x04)
+    return discv4 | (~heads.udp & (eip8 | legacy))
+
+
 @flow_detector("p2p.ethereum", 1, "crypto_p2p",
-               "Ethereum devp2p: RLPx ECIES handshake shape and discovery v4 packets (keccak-256 verified)")
+               "Ethereum devp2p: RLPx ECIES handshake shape and discovery v4 packets (keccak-256 verified)",
+               prefilter=_ethereum_shape)
 @never_raises
 def detect_ethereum(flow: Flow, ctx: Context) -> Iterable[Hit]:
     src = bytes(flow.src_payload_head or b"")
@@ -321,7 +350,12 @@ def parse_levin(head: bytes) -> list[tuple[str, bool]]:
     return out
 
 
-@flow_detector("p2p.monero", 1, "crypto_p2p", "Monero (CryptoNote) Levin peer-to-peer protocol headers")
+def _levin_signature(heads: Heads, ctx: Context):
+    return heads.starts_with_any([LEVIN_SIGNATURE])
+
+
+@flow_detector("p2p.monero", 1, "crypto_p2p", "Monero (CryptoNote) Levin peer-to-peer protocol headers",
+               prefilter=_levin_signature)
 @never_raises
 def detect_monero(flow: Flow, ctx: Context) -> Iterable[Hit]:
     found = {}
@@ -365,7 +399,13 @@ def nano_header(head: bytes) -> tuple[str, str, int] | None:
     return NANO_NETWORKS[head[1]], NANO_TYPES[mtype], size
 
 
-@flow_detector("p2p.nano", 1, "crypto_p2p", "Nano realtime peer-to-peer protocol (message header, node-id handshake)")
+def _nano_magic(heads: Heads, ctx: Context):
+    networks = list(NANO_NETWORKS)
+    return heads.either(lambda b, n: (n >= 8) & (b[:, 0] == ord("R")) & np.isin(b[:, 1], networks))
+
+
+@flow_detector("p2p.nano", 1, "crypto_p2p", "Nano realtime peer-to-peer protocol (message header, node-id handshake)",
+               prefilter=_nano_magic)
 @never_raises
 def detect_nano(flow: Flow, ctx: Context) -> Iterable[Hit]:
     found = {}

@@ -18,10 +18,16 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from minewatch.detect import Context, Flow, Hit, flow_detector
+from minewatch.detect.heads import HTTP_START, JSON_RPC_KEY, Heads
 from minewatch.detect.wallets import guess_coin, shorten
 from minewatch.dissect.jsonrpc import RpcMessage, RpcSide, is_hex, parse_side
 
 # ---------------------------------------------------------------- shared helpers
+
+
+def _json_rpc(heads: Heads, ctx: Context):
+    """Every dialect here is JSON-RPC: some message on one side has a method/result/error key."""
+    return heads.regex(JSON_RPC_KEY)
 
 
 def never_raises(fn):
@@ -110,13 +116,19 @@ _AGENTS: list[tuple[str, str, str | None]] = [
 ]
 
 
+_AGENT_WORD = {
+    prefix: re.compile(r"(?:^|[\s/(;])" + re.escape(prefix) + r"\b") for prefix, _, _ in _AGENTS
+}
+
+
+@functools.lru_cache(maxsize=4096)
 def miner_software(agent: str | None) -> tuple[str, str | None] | None:
     """Known mining software named by an agent string, with an algorithm hint."""
     if not isinstance(agent, str) or not agent:
         return None
     low = agent.strip().lower()
     for prefix, name, algo in _AGENTS:
-        if low.startswith(prefix) or re.search(r"(?:^|[\s/(;])" + re.escape(prefix) + r"\b", low):
+        if low.startswith(prefix) or (prefix in low and _AGENT_WORD[prefix].search(low)):
             return name, algo
     return None
 
@@ -303,7 +315,8 @@ def _stratum_confidence(st: _Stratum) -> float:
 
 
 @flow_detector("proto.stratum_v1", 1, "mining",
-               "Stratum v1 mining protocol (mining.subscribe/authorize/notify/submit) in clear text")
+               "Stratum v1 mining protocol (mining.subscribe/authorize/notify/submit) in clear text",
+               prefilter=_json_rpc)
 @never_raises
 def detect_stratum_v1(flow: Flow, ctx: Context) -> Iterable[Hit]:
     src, dst = _sides(flow)
@@ -409,7 +422,8 @@ def _login_is_minerish(m: RpcMessage) -> bool:
 
 
 @flow_detector("proto.cryptonote", 1, "mining",
-               "CryptoNote/XMRig stratum (login/job/submit/keepalived) in clear text")
+               "CryptoNote/XMRig stratum (login/job/submit/keepalived) in clear text",
+               prefilter=_json_rpc)
 @never_raises
 def detect_cryptonote(flow: Flow, ctx: Context) -> Iterable[Hit]:
     src, dst = _sides(flow)
@@ -504,7 +518,8 @@ def _valid_eth_call(m: RpcMessage) -> bool:
 
 @flow_detector("proto.eth_stratum", 1, "mining",
                "Ethereum-family mining: eth_submitLogin/eth_getWork/eth_submitWork (TCP or HTTP) "
-               "and EthereumStratum/1.0.0")
+               "and EthereumStratum/1.0.0",
+               prefilter=_json_rpc)
 @never_raises
 def detect_eth_stratum(flow: Flow, ctx: Context) -> Iterable[Hit]:
     src, dst = _sides(flow)
@@ -590,8 +605,16 @@ def _valid_gbt_result(res: Any) -> bool:
             and isinstance(res.get("transactions"), list))
 
 
+def _http_mining(heads: Heads, ctx: Context):
+    return heads.regex(HTTP_START) & (heads.regex(JSON_RPC_KEY) | heads.regex(_MINING_HEADER_RE))
+
+
+_MINING_HEADER_RE = ("(?i)(?:" + "|".join(MINING_HEADERS) + "):").encode()
+
+
 @flow_detector("proto.getwork", 1, "mining",
-               "Bitcoin-era HTTP mining: getwork, getblocktemplate (BIP 22/23), submitblock, X-Mining headers")
+               "Bitcoin-era HTTP mining: getwork, getblocktemplate (BIP 22/23), submitblock, X-Mining headers",
+               prefilter=_http_mining)
 @never_raises
 def detect_getwork(flow: Flow, ctx: Context) -> Iterable[Hit]:
     src, dst = _sides(flow)

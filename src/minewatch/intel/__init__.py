@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import ipaddress
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -247,6 +248,18 @@ class IntelSet:
             if hit is not None:
                 best, best_prefix = hit, prefix
         return best
+
+    def domain_label_pattern(self) -> bytes | None:
+        """A regex that any payload naming a listed domain must match: each entry's longest
+        label, which appears literally (any case) in a TLS SNI, an HTTP Host or a DNS
+        message, compressed or not. Used to skip flows cheaply, never to decide."""
+        key = (len(self.exact_domains), len(self.suffix_domains))
+        if getattr(self, "_label_key", None) != key:
+            labels = {max(d.split("."), key=len) for d in (*self.exact_domains, *self.suffix_domains)}
+            escaped = sorted(re.escape(label) for label in labels if label)
+            self._label_pattern = ("(?i)(?:" + "|".join(escaped) + ")").encode() if escaped else None
+            self._label_key = key
+        return self._label_pattern
 
     def miner_port(self, port: int | None) -> MinerPort | None:
         """Weak context only: a port pools often use. Never evidence on its own."""

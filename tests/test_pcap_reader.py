@@ -1,0 +1,474 @@
+"""The compiled capture reader (sources/pcap.py + _fastpcap) and the nfstream source.
+
+Small captures are built byte by byte here; the real nDPI corpus is used when present.
+"""
+
+from __future__ import annotations
+
+import random
+import struct
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from minewatch.errors import InputError
+from minewatch.schema.flows import FLOWS
+from minewatch.sources import ReadStats
+from minewatch.sources.pcap import UnsupportedCapture, is_capture_file, read_pcap
+
+DATA = Path(__file__).parent / "data" / "pcap"
+CORPUS = Path("/work/shared/corpus/ndpi/pcap")
+needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
+
+# ---------------------------------------------------------------- packet builders
+
+FIN, SYN, RST, PSH, ACK = 1, 2, 4, 8, 16
+
+
+def ip4(addr: str) -> bytes:
+    return bytes(int(x) for x in addr.split("."))
+
+
+def ipv4(src: str, dst: str, proto: int, body: bytes, frag_offset: int = 0, more: bool = False) -> bytes:
+    frag = (0x2000 if more else 0) | (frag_offset // 8)
+    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(body), 1, frag, 64, proto, 0,
+                       ip4(src), ip4(dst)) + body
+
+
+def ipv6(src: bytes, dst: bytes, nh: int, body: bytes, ext: bytes = b"", ext_nh: int | None = None) -> bytes:
+    first = ext_nh if ext else nh
+    return struct.pack("!IHBB16s16s", 6 << 28, len(ext) + len(body), first, 64, src, dst) + ext + body
+
+
+def tcp(sport: int, dport: int, seq: int, flags: int, payload: bytes = b"", ack: int = 0) -> bytes:
+    return struct.pack("!HHIIBBHHH", sport, dport, seq, ack, 5 << 4, flags, 65535, 0, 0) + payload
+
+
+def udp(sport: int, dport: int, payload: bytes) -> bytes:
+    return struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+
+
+def eth(l3: bytes, ethertype: int = 0x0800, vlans: tuple[int, ...] = ()) -> bytes:
+    head = b"\x00\x11\x22\x33\x44\x55" + b"\x66\x77\x88\x99\xaa\xbb"
+    for i, vid in enumerate(vlans):
+        head += struct.pack("!HH", 0x88A8 if i == 0 and len(vlans) > 1 else 0x8100, vid)
+    return head + struct.pack("!H", ethertype) + l3
+
+
+def sll(l3: bytes, proto: int = 0x0800) -> bytes:
+    return struct.pack("!HHH8sH", 0, 1, 6, b"\x00" * 8, proto) + l3
+
+
+def sll2(l3: bytes, proto: int = 0x0800) -> bytes:
+    return struct.pack("!HHIHBB8s", proto, 0, 2, 1, 0, 6, b"\x00" * 8) + l3
+
+
+def gre(inner: bytes, proto: int = 0x0800) -> bytes:
+    return struct.pack("!HH", 0, proto) + inner
+
+
+def pcap(packets: list[tuple[float, bytes]], linktype: int = 1, big: bool = False, nano: bool = False) -> bytes:
+    o = ">" if big else "<"
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = struct.pack(o + "IHHiIII", magic, 2, 4, 0, 0, 65535, linktype)
+    for ts, frame in packets:
+        sec = int(ts)
+        frac = round((ts - sec) * (1e9 if nano else 1e6))
+        out += struct.pack(o + "IIII", sec, frac, len(frame), len(frame)) + frame
+    return out
+
+
+def ng_block(o: str, btype: int, body: bytes) -> bytes:
+    body += b"\x00" * (-len(body) % 4)
+    n = 12 + len(body)
+    return struct.pack(o + "II", btype, n) + body + struct.pack(o + "I", n)
+
+
+def pcapng(ifaces: list[tuple[int, int | None]], packets: list[tuple[int, int, bytes]], big: bool = False,
+           extra_blocks: bytes = b"") -> bytes:
+    """ifaces: (linktype, if_tsresol byte or None); packets: (iface, ts in iface units, frame)."""
+    o = ">" if big else "<"
+    out = ng_block(o, 0x0A0D0D0A, struct.pack(o + "IHHq", 0x1A2B3C4D, 1, 0, -1))
+    for linktype, tsresol in ifaces:
+        opts = b""
+        if tsresol is not None:
+            opts = struct.pack(o + "HH", 9, 1) + bytes([tsresol]) + b"\x00" * 3 + struct.pack(o + "HH", 0, 0)
+        out += ng_block(o, 1, struct.pack(o + "HHI", linktype, 0, 0) + opts)
+    out += extra_blocks
+    for iface, ts, frame in packets:
+        body = struct.pack(o + "IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(frame), len(frame)) + frame
+        out += ng_block(o, 6, body)
+    return out
+
+
+def read(path: Path, **kw) -> tuple[list[dict], ReadStats]:
+    stats = ReadStats(str(path))
+    batches = list(read_pcap(path, stats=stats, **kw))
+    for b in batches:
+        assert b.schema == FLOWS
+    rows = pa.Table.from_batches(batches, schema=FLOWS).to_pylist() if batches else []
+    return rows, stats
+
+
+def write(tmp_path: Path, name: str, data: bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data)
+    return p
+
+
+CLIENT, SERVER = "10.0.0.1", "192.0.2.9"
+
+
+def conversation() -> list[tuple[float, bytes]]:
+    """A TCP conversation with a retransmitted segment, on VLAN 42 inside QinQ outer 42."""
+    def c2s(seq, flags, data=b""):
+        return eth(ipv4(CLIENT, SERVER, 6, tcp(40000, 3333, seq, flags, data)), vlans=(42, 7))
+
+    def s2c(seq, flags, data=b""):
+        return eth(ipv4(SERVER, CLIENT, 6, tcp(3333, 40000, seq, flags, data)), vlans=(42, 7))
+
+    return [
+        (100.0, c2s(1000, SYN)),
+        (100.1, s2c(5000, SYN | ACK)),
+        (100.2, c2s(1001, ACK)),
+        (100.3, c2s(1001, PSH | ACK, b"hello ")),
+        (100.5, c2s(1001, PSH | ACK, b"hello ")),  # retransmission
+        (100.6, c2s(1007, PSH | ACK, b"world")),
+        (100.7, s2c(5001, PSH | ACK, b"OK")),
+        (100.8, c2s(1012, FIN | ACK)),
+    ]
+
+
+# ---------------------------------------------------------------- synthetic captures
+
+
+def test_tcp_conversation_counts_heads_and_vlan(tmp_path):
+    rows, stats = read(write(tmp_path, "conv.pcap", pcap(conversation())))
+    assert stats.reader == "fast" and stats.error is None
+    assert stats.packets_read == 8 and stats.flows == 1
+    (f,) = rows
+    assert (f["src_ip"], f["src_port"], f["dst_ip"], f["dst_port"]) == (CLIENT, 40000, SERVER, 3333)
+    assert f["l4"] == "TCP" and f["ip_proto"] == 6 and f["vlan_id"] == 42
+    assert (f["src_packets"], f["dst_packets"]) == (6, 2)
+    assert f["src_payload_packets"] == 3 and f["src_payload_bytes"] == 17
+    assert f["src_payload_head"] == b"hello world"  # retransmission dropped
+    assert f["dst_payload_head"] == b"OK"
+    assert f["src_bytes"] == 3 * 40 + 2 * 46 + 45  # IP bytes, retransmission included
+    assert f["src_tcp_flags"] == SYN | ACK | PSH | FIN and f["dst_tcp_flags"] == SYN | ACK | PSH
+    assert f["ts_start"].timestamp() == pytest.approx(100.0) and f["ts_end"].timestamp() == pytest.approx(100.8)
+    assert str(f["ts_start"].tzinfo) == "UTC"
+    # src payload packets at 100.3, 100.5, 100.6 -> gaps 200 ms and 100 ms
+    assert f["src_iat_mean_ms"] == pytest.approx(150.0, abs=0.01)
+    assert f["src_iat_std_ms"] == pytest.approx(50.0, abs=0.01)
+    assert f["source_file"].endswith("conv.pcap") and f["app_protocol"] is None
+
+
+def test_flow_first_seen_at_syn_ack_is_started_by_the_other_side(tmp_path):
+    rows, _ = read(write(tmp_path, "late.pcap", pcap(conversation()[1:])))
+    (f,) = rows
+    assert f["src_ip"] == CLIENT and f["src_port"] == 40000
+
+
+def test_big_endian_and_nanosecond_pcap_give_the_same_flows(tmp_path):
+    pkts = conversation()
+    little, _ = read(write(tmp_path, "le.pcap", pcap(pkts)))
+    for name, data in (("be.pcap", pcap(pkts, big=True)), ("ns.pcap", pcap(pkts, nano=True)),
+                       ("bens.pcap", pcap(pkts, big=True, nano=True))):
+        other, stats = read(write(tmp_path, name, data))
+        assert stats.error is None
+        def strip(rows):
+            return [{k: v for k, v in r.items() if k != "source_file"} for r in rows]
+
+        assert strip(other) == strip(little)
+
+
+def test_raw_ip_sll_sll2_null_hdlc_and_ipv6(tmp_path):
+    v6a, v6b = bytes.fromhex("20010db8" + "00" * 11 + "01"), bytes.fromhex("20010db8" + "00" * 11 + "02")
+    dns = udp(5353, 53, b"\x12\x34query")
+    cases = {
+        101: ipv6(v6a, v6b, 17, dns),
+        113: sll(ipv4("10.1.1.1", "10.1.1.2", 17, dns)),
+        276: sll2(ipv6(v6a, v6b, 17, dns), proto=0x86DD),
+        0: struct.pack("<I", 2) + ipv4("10.1.1.1", "10.1.1.2", 17, dns),
+        228: ipv4("10.1.1.1", "10.1.1.2", 17, dns),
+        104: b"\x0f\x00\x08\x00" + ipv4("10.1.1.1", "10.1.1.2", 17, dns),  # Cisco HDLC
+    }
+    for linktype, frame in cases.items():
+        rows, stats = read(write(tmp_path, f"lt{linktype}.pcap", pcap([(1.0, frame)], linktype=linktype)))
+        assert stats.packets_skipped == {}, linktype
+        (f,) = rows
+        assert (f["src_port"], f["dst_port"], f["l4"]) == (5353, 53, "UDP")
+        assert f["src_payload_head"] == b"\x12\x34query"
+        if linktype in (101, 276):
+            assert (f["src_ip"], f["dst_ip"]) == ("2001:db8::1", "2001:db8::2")
+        else:
+            assert f["src_ip"] == "10.1.1.1"
+
+
+def test_ipv6_extension_headers_are_walked(tmp_path):
+    a, b = bytes(15) + b"\x01", bytes(15) + b"\x02"
+    hop_by_hop = bytes([17, 0]) + b"\x00" * 6  # next header UDP, 8 bytes
+    frame = eth(ipv6(a, b, 17, udp(1, 2, b"x"), ext=hop_by_hop, ext_nh=0), ethertype=0x86DD)
+    rows, _ = read(write(tmp_path, "ext.pcap", pcap([(1.0, frame)])))
+    assert rows[0]["ip_proto"] == 17 and rows[0]["src_ip"] == "::1" and rows[0]["dst_port"] == 2
+
+
+def test_tunnels_record_the_inner_flow(tmp_path):
+    inner = ipv4("172.16.0.1", "172.16.0.2", 17, udp(1111, 2222, b"inner"))
+    vxlan = b"\x08\x00\x00\x00\x00\x00\x01\x00" + eth(inner)
+    gtp = struct.pack("!BBHI", 0x30, 0xFF, len(inner), 1) + inner
+    frames = {
+        "gre": eth(ipv4("1.1.1.1", "2.2.2.2", 47, gre(inner))),
+        "gre_teb": eth(ipv4("1.1.1.1", "2.2.2.2", 47, gre(eth(inner), proto=0x6558))),
+        "ipip": eth(ipv4("1.1.1.1", "2.2.2.2", 4, inner)),
+        "vxlan": eth(ipv4("1.1.1.1", "2.2.2.2", 17, udp(50000, 4789, vxlan))),
+        "gtp": eth(ipv4("1.1.1.1", "2.2.2.2", 17, udp(2152, 2152, gtp))),
+        "mpls": eth(b"\x00\x01\x01\x40" + inner, ethertype=0x8847),
+        "pppoe": eth(struct.pack("!BBHHH", 0x11, 0, 1, len(inner) + 2, 0x0021) + inner, ethertype=0x8864),
+    }
+    for name, frame in frames.items():
+        rows, stats = read(write(tmp_path, f"{name}.pcap", pcap([(1.0, frame)])))
+        assert len(rows) == 1, name
+        f = rows[0]
+        assert (f["src_ip"], f["dst_ip"], f["src_port"], f["dst_port"]) == (
+            "172.16.0.1", "172.16.0.2", 1111, 2222), name
+        assert f["src_payload_head"] == b"inner", name
+
+
+def test_unknown_gre_payload_keeps_the_outer_flow(tmp_path):
+    frame = eth(ipv4("1.1.1.1", "2.2.2.2", 47, gre(b"\x00" * 20, proto=0x1234)))
+    rows, _ = read(write(tmp_path, "gre_other.pcap", pcap([(1.0, frame)])))
+    assert rows[0]["ip_proto"] == 47 and rows[0]["src_port"] is None and rows[0]["l4"] == "47"
+
+
+def test_fragments_first_counted_others_skipped(tmp_path):
+    first = ipv4(CLIENT, SERVER, 17, udp(7000, 53, b"A" * 16), more=True)
+    later = ipv4(CLIENT, SERVER, 17, b"B" * 16, frag_offset=24)
+    rows, stats = read(write(tmp_path, "frag.pcap", pcap([(1.0, eth(first)), (1.0, eth(later))])))
+    assert len(rows) == 1 and rows[0]["dst_port"] == 53
+    assert stats.packets_skipped["non_first_fragment"] == 1 and stats.packets_read == 2
+
+
+def test_skip_reasons_are_counted(tmp_path):
+    arp = eth(b"\x00" * 28, ethertype=0x0806)
+    short_tcp = eth(ipv4(CLIENT, SERVER, 6, b"\x00" * 8))
+    rows, stats = read(write(tmp_path, "skip.pcap", pcap([(1.0, arp), (2.0, short_tcp)])))
+    assert rows == []
+    assert stats.packets_skipped == {"not_ip": 1, "truncated_header": 1}
+
+
+def test_icmp_has_no_ports(tmp_path):
+    frame = eth(ipv4(CLIENT, SERVER, 1, b"\x08\x00\x00\x00\x00\x01\x00\x01ping"))
+    rows, _ = read(write(tmp_path, "icmp.pcap", pcap([(1.0, frame)])))
+    assert rows[0]["l4"] == "ICMP" and rows[0]["src_port"] is None and rows[0]["dst_port"] is None
+
+
+def test_idle_and_active_timeouts_split_flows(tmp_path):
+    pkt = eth(ipv4(CLIENT, SERVER, 17, udp(1, 2, b"x")))
+    idle = [(0.0, pkt), (1.0, pkt), (500.0, pkt)]
+    rows, _ = read(write(tmp_path, "idle.pcap", pcap(idle)))
+    assert [r["src_packets"] for r in rows] == [2, 1]
+    steady = [(float(t), pkt) for t in range(0, 40, 5)]  # every 5 s for 35 s
+    rows, _ = read(write(tmp_path, "active.pcap", pcap(steady)), active_timeout=10.0)
+    assert sum(r["src_packets"] for r in rows) == 8 and len(rows) >= 3
+    assert len({r["flow_ref"] for r in rows}) == len(rows)
+
+
+def test_payload_head_limits(tmp_path):
+    pkts = [(float(i), eth(ipv4(CLIENT, SERVER, 17, udp(1, 2, b"%d-abcdef" % i)))) for i in range(5)]
+    rows, _ = read(write(tmp_path, "lim.pcap", pcap(pkts)), payload_bytes=12)
+    assert rows[0]["src_payload_head"] == b"0-abcdef1-ab"
+    rows, _ = read(write(tmp_path, "lim2.pcap", pcap(pkts)), payload_packets=2)
+    assert rows[0]["src_payload_head"] == b"0-abcdef1-abcdef"
+    assert rows[0]["src_payload_packets"] == 5
+
+
+def test_pcapng_interfaces_resolutions_byte_orders_and_unknown_blocks(tmp_path):
+    frame_a = eth(ipv4(CLIENT, SERVER, 17, udp(1, 2, b"a")))
+    frame_b = ipv4("10.9.9.9", "10.8.8.8", 17, udp(3, 4, b"b"))
+    unknown = ng_block("<", 0x0BAD, b"skip me!")
+    for big in (False, True):
+        o = ">" if big else "<"
+        data = pcapng(
+            [(1, None), (101, 9)],
+            [(0, 1_500_000_250, frame_a), (1, 2_000_000_000_123, frame_b)],  # us and ns units
+            big=big,
+            extra_blocks=ng_block(o, 0x0BAD, b"skip me!") if big else unknown,
+        )
+        rows, stats = read(write(tmp_path, f"two{big}.pcapng", data))
+        assert stats.error is None and len(rows) == 2
+        by_port = {r["src_port"]: r for r in rows}
+        assert by_port[1]["ts_start"].timestamp() == pytest.approx(1500.000250)
+        assert by_port[3]["ts_start"].timestamp() == pytest.approx(2000.000000123, abs=1e-6)
+        assert by_port[3]["src_ip"] == "10.9.9.9"
+
+
+def test_pcapng_simple_packet_block(tmp_path):
+    frame = eth(ipv4(CLIENT, SERVER, 17, udp(1, 2, b"spb")))
+    spb = ng_block("<", 3, struct.pack("<I", len(frame)) + frame)
+    data = pcapng([(1, None)], [], extra_blocks=spb)
+    rows, _ = read(write(tmp_path, "spb.pcapng", data))
+    assert rows[0]["src_payload_head"] == b"spb"
+
+
+def test_bad_headers_raise_input_error(tmp_path):
+    cases = {
+        "empty.pcap": b"",
+        "text.pcap": b"this is not a capture file at all, just text\n",
+        "short.pcap": b"\xd4\xc3\xb2\xa1\x02\x00",
+        "version.pcap": struct.pack("<IHHiIII", 0xA1B2C3D4, 3, 0, 0, 0, 65535, 1),
+        "ngversion.pcapng": ng_block("<", 0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 2, 0, -1)),
+    }
+    for name, data in cases.items():
+        with pytest.raises(InputError) as e:
+            read(write(tmp_path, name, data))
+        assert name in str(e.value) and not isinstance(e.value, UnsupportedCapture)
+    with pytest.raises(InputError, match="No such file"):
+        read(tmp_path / "missing.pcap")
+
+
+def test_unsupported_link_type_is_a_distinct_error(tmp_path):
+    with pytest.raises(UnsupportedCapture, match="link type 105"):
+        read(write(tmp_path, "wifi.pcap", pcap([(1.0, b"\x00" * 40)], linktype=105)))
+    ng = pcapng([(105, None)], [(0, 1, b"\x00" * 40)])
+    with pytest.raises(UnsupportedCapture):
+        read(write(tmp_path, "wifi.pcapng", ng))
+
+
+def test_is_capture_file(tmp_path):
+    assert is_capture_file(write(tmp_path, "a.pcap", pcap([])))
+    assert is_capture_file(write(tmp_path, "b.pcapng", pcapng([(1, None)], [])))
+    assert not is_capture_file(write(tmp_path, "c.txt", b"hello world"))
+    assert not is_capture_file(tmp_path / "nothing")
+
+
+def test_cut_file_keeps_flows_read_so_far(tmp_path):
+    whole = pcap(conversation())
+    cut = whole[: len(whole) - 20]
+    rows, stats = read(write(tmp_path, "cut.pcap", cut))
+    assert len(rows) == 1 and rows[0]["src_packets"] + rows[0]["dst_packets"] == 7
+    assert "cut at byte" in stats.error and "packet 8" in stats.error and "cut.pcap" in stats.error
+
+
+def test_progress_is_reported(tmp_path):
+    seen = []
+    path = write(tmp_path, "p.pcap", pcap(conversation()))
+    read(path, on_progress=seen.append)
+    assert seen and seen[-1] == path.stat().st_size
+
+
+def test_random_cuts_and_garbage_never_crash(tmp_path):
+    rng = random.Random(7)
+    sources = [pcap(conversation()), pcapng([(1, None)], [(0, i, f) for i, (_, f) in enumerate(conversation())])]
+    sources.append((DATA / "mining.pcapng").read_bytes())
+    for n, whole in enumerate(sources):
+        for i in range(25):
+            data = bytearray(whole[: rng.randrange(0, len(whole))])
+            if i % 2 and len(data) > 40:  # also flip some bytes past the file header
+                for _ in range(8):
+                    data[rng.randrange(32, len(data))] = rng.randrange(256)
+            try:
+                read(write(tmp_path, f"fuzz{n}_{i}.pcap", bytes(data)))
+            except InputError:
+                pass
+    with pytest.raises(InputError):
+        read(write(tmp_path, "noise.bin", bytes(rng.randrange(256) for _ in range(5000))))
+
+
+# ---------------------------------------------------------------- real captures
+
+
+def five_tuples(rows: list[dict]) -> dict:
+    """Undirected (proto, endpoints) -> [packets, bytes], summed over flows."""
+    out: dict = {}
+    for r in rows:
+        if r["ip_proto"] not in (6, 17):
+            continue
+        ends = tuple(sorted([(r["src_ip"], r["src_port"]), (r["dst_ip"], r["dst_port"])]))
+        tot = out.setdefault((r["ip_proto"], ends), [0, 0])
+        tot[0] += r["src_packets"] + r["dst_packets"]
+        tot[1] += r["src_bytes"] + r["dst_bytes"]
+    return out
+
+
+def read_with_nfstream(path: Path) -> list[dict]:
+    from minewatch.sources.nfstream_source import read_nfstream
+
+    batches = list(read_nfstream(path, stats=ReadStats(str(path))))
+    for b in batches:
+        assert b.schema == FLOWS
+    return pa.Table.from_batches(batches, schema=FLOWS).to_pylist()
+
+
+def test_fixture_mining_capture_matches_nfstream_flow_by_flow():
+    path = DATA / "mining.pcapng"
+    fast, stats = read(path)
+    slow = read_with_nfstream(path)
+    assert five_tuples(fast) == five_tuples(slow)
+    assert len(fast) == len(slow) == stats.flows == 7
+
+    def key(r):  # same direction and start (nfstream times are in ms)
+        return r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"], r["ts_start"].replace(microsecond=r["ts_start"].microsecond // 1000 * 1000)
+
+    by_key = {key(r): r for r in slow}
+    assert len(by_key) == len(slow)
+    for r in fast:
+        other = by_key[key(r)]
+        for col in ("src_payload_head", "dst_payload_head", "src_payload_packets", "dst_payload_bytes",
+                    "src_tcp_flags", "dst_tcp_flags"):
+            assert r[col] == other[col], col
+        assert r["src_iat_mean_ms"] == pytest.approx(other["src_iat_mean_ms"], abs=1.0)
+    assert any(b'"method": "eth_submitLogin"' in r["src_payload_head"] or b"mining." in r["src_payload_head"]
+               for r in fast)
+    assert {r["app_protocol"] for r in slow} & {"Mining"}
+
+
+@needs_corpus
+@pytest.mark.parametrize("name", ["mining.pcapng", "bitcoin.pcap", "dns.pcap", "dns_doh.pcap",
+                                  "dns-tunnel-iodine.pcap", "4in4tunnel.pcap", "6in4tunnel.pcap",
+                                  "http_ipv6.pcap", "ipv6_in_gtp.pcap", "dns_fragmented.pcap"])
+def test_corpus_agrees_with_nfstream(name):
+    fast, stats = read(CORPUS / name)
+    assert stats.error is None
+    assert five_tuples(fast) == five_tuples(read_with_nfstream(CORPUS / name))
+
+
+@needs_corpus
+def test_every_corpus_capture_reads_without_crashing():
+    outcomes = {"ok": 0, "unsupported": 0, "input_error": 0}
+    for path in sorted(CORPUS.iterdir()):
+        try:
+            rows, stats = read(path)
+            outcomes["ok"] += 1
+            assert stats.flows == len(rows) and stats.bytes_read <= stats.bytes_total
+            assert len({r["flow_ref"] for r in rows}) == len(rows)
+        except UnsupportedCapture:
+            outcomes["unsupported"] += 1
+        except InputError:
+            outcomes["input_error"] += 1
+    assert outcomes["ok"] > 500, outcomes
+
+
+@needs_corpus
+def test_truncated_corpus_copies(tmp_path):
+    rng = random.Random(11)
+    names = sorted(p.name for p in CORPUS.iterdir())
+    for name in rng.sample(names, 40):
+        data = (CORPUS / name).read_bytes()
+        cut = write(tmp_path, name, data[: rng.randrange(0, max(1, len(data)))])
+        try:
+            _, stats = read(cut)
+        except InputError:
+            continue
+
+
+def test_nfstream_source_turns_bad_files_into_input_error(tmp_path):
+    from minewatch.sources.nfstream_source import read_nfstream
+
+    bad = write(tmp_path, "junk.pcap", b"definitely not a capture" * 10)
+    with pytest.raises(InputError) as e:
+        list(read_nfstream(bad, stats=ReadStats(str(bad))))
+    assert "\n" not in str(e.value) and "junk.pcap" in str(e.value)
+    with pytest.raises(InputError):
+        list(read_nfstream(tmp_path / "missing.pcap", stats=ReadStats("missing")))

@@ -1,0 +1,26 @@
+"""The canonical HTTP table: one row per request/response pair (Zeek http.log,
+Suricata http events)."""
+
+import pyarrow as pa
+
+from minewatch.schema.flows import TS
+
+HTTP = pa.schema(
+    [
+        pa.field("source_file", pa.string(), nullable=False),
+        pa.field("record_ref", pa.int64(), nullable=False),
+        pa.field("ts", TS, nullable=False),
+        pa.field("src_ip", pa.string()),
+        pa.field("src_port", pa.int32()),
+        pa.field("dst_ip", pa.string()),
+        pa.field("dst_port", pa.int32()),
+        pa.field("method", pa.string()),
+        pa.field("host", pa.string()),
+        pa.field("uri", pa.string()),
+        pa.field("user_agent", pa.string()),
+        pa.field("status", pa.int32()),
+        pa.field("request_body_len", pa.int64()),
+        pa.field("response_body_len", pa.int64()),
+        pa.field("content_type", pa.string()),  # of the response
+    ]
+)

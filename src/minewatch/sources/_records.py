@@ -1,0 +1,553 @@
+"""Shared machinery of the record readers (Zeek, Suricata, nfdump, resolver logs, tables).
+
+- `SourceStats`: what one file gave, per table, and every rejected record with its
+  position and reason (kept so the caller can write a rejects file).
+- `RowBatcher`: collects Python rows of one canonical schema and cuts them into
+  record batches of a bounded size (for the line-oriented readers).
+- Vectorised converters for the columnar readers (CSV/Parquet): string columns in,
+  typed columns plus a mask of the rows that could not be converted out.
+- Scalar helpers: timestamps, protocol names, TCP flag strings.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from minewatch.errors import InputError
+from minewatch.schema.flows import TS
+
+BATCH_ROWS = 65536
+MAX_KEPT_REJECTS = 100_000  # raw rejected records kept in memory; counts are always exact
+MAX_RAW_CHARS = 2000  # a rejected record's text is cut to this length
+
+Batch = tuple[str, pa.RecordBatch]  # (canonical table name, batch)
+
+
+@dataclass
+class Reject:
+    source_file: str
+    line: int  # 1-based line (or record) number in the file; 0 when not known
+    reason: str
+    raw: str
+
+    def __str__(self) -> str:
+        return f"{self.source_file}:{self.line}: {self.reason}"
+
+
+@dataclass
+class SourceStats:
+    """Per-file bookkeeping of a record reader."""
+
+    path: str
+    reader: str = ""  # which reader handled the file (zeek-tsv, suricata, nfdump-csv, ...)
+    accepted: Counter = field(default_factory=Counter)  # table -> rows
+    rejected: Counter = field(default_factory=Counter)  # reason -> records
+    ignored: Counter = field(default_factory=Counter)  # kind -> records read on purpose but not used
+    rejects: list[Reject] = field(default_factory=list)
+    rejects_not_kept: int = 0  # rejected beyond MAX_KEPT_REJECTS (counted, raw text not kept)
+    notes: list[str] = field(default_factory=list)  # assumptions taken (year, time zone, truncation)
+
+    def reject(self, line: int, reason: str, raw: str | bytes = "") -> None:
+        self.rejected[reason] += 1
+        if len(self.rejects) >= MAX_KEPT_REJECTS:
+            self.rejects_not_kept += 1
+            return
+        if isinstance(raw, bytes):
+            raw = raw.decode("utf-8", "replace")
+        self.rejects.append(Reject(self.path, line, reason, raw.rstrip("\r\n")[:MAX_RAW_CHARS]))
+
+    def note(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def ignore(self, kind: str, n: int = 1) -> None:
+        self.ignored[kind] += n
+
+    @property
+    def accepted_total(self) -> int:
+        return sum(self.accepted.values())
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+    def summary(self) -> str:
+        parts = [f"{self.path}: read {self.accepted_total} ({', '.join(f'{t} {n}' for t, n in sorted(self.accepted.items())) or 'nothing'})"]
+        if self.rejected:
+            parts.append("rejected " + ", ".join(f"{n} {r}" for r, n in self.rejected.most_common()))
+        if self.ignored:
+            parts.append("ignored " + ", ".join(f"{n} {k}" for k, n in self.ignored.most_common()))
+        return "; ".join(parts + self.notes)
+
+
+class RowBatcher:
+    """Collects rows (dicts keyed by column) of one canonical table; yields full batches."""
+
+    def __init__(self, table: str, schema: pa.Schema, stats: SourceStats, batch_rows: int = BATCH_ROWS):
+        self.table, self.schema, self.stats, self.batch_rows = table, schema, stats, batch_rows
+        self.columns: dict[str, list] = {name: [] for name in schema.names}
+        self.rows = 0
+
+    def add(self, row: dict) -> Batch | None:
+        for name, values in self.columns.items():
+            values.append(row.get(name))
+        self.rows += 1
+        return self.flush() if self.rows >= self.batch_rows else None
+
+    def flush(self) -> Batch | None:
+        if not self.rows:
+            return None
+        arrays = [pa.array(self.columns[f.name], type=f.type) for f in self.schema]
+        batch = pa.RecordBatch.from_arrays(arrays, schema=self.schema)
+        self.stats.accepted[self.table] += self.rows
+        self.columns = {name: [] for name in self.schema.names}
+        self.rows = 0
+        return (self.table, batch)
+
+
+class Batchers:
+    """One RowBatcher per table, created on first use."""
+
+    def __init__(self, schemas: dict[str, pa.Schema], stats: SourceStats, batch_rows: int = BATCH_ROWS):
+        self.schemas, self.stats, self.batch_rows = schemas, stats, batch_rows
+        self.by_table: dict[str, RowBatcher] = {}
+
+    def add(self, table: str, row: dict) -> Batch | None:
+        batcher = self.by_table.get(table)
+        if batcher is None:
+            batcher = self.by_table[table] = RowBatcher(table, self.schemas[table], self.stats, self.batch_rows)
+        return batcher.add(row)
+
+    def flush_all(self) -> Iterator[Batch]:
+        for batcher in self.by_table.values():
+            if (out := batcher.flush()) is not None:
+                yield out
+
+
+# ---------------------------------------------------------------- files and lines
+
+
+def open_input(path: str | Path):
+    """Open a file for reading (gzip is decompressed on the fly) or raise InputError
+    (missing, a directory, unreadable)."""
+    try:
+        f = open(path, "rb")
+        if f.read(2) == b"\x1f\x8b":
+            f.close()
+            return gzip.open(path, "rb")
+        f.seek(0)
+        return f
+    except IsADirectoryError:
+        raise InputError(path, "is a directory, not a file") from None
+    except OSError as e:
+        raise InputError(path, e.strerror or str(e)) from None
+
+
+def looks_binary(head: bytes) -> bool:
+    """True for bytes that are not text: NULs or many control bytes."""
+    if not head:
+        return False
+    if b"\x00" in head:
+        return True
+    controls = sum(1 for b in head if b < 9 or 13 < b < 32)
+    return controls > len(head) // 20
+
+
+def text_lines(path: str | Path, stats: SourceStats) -> Iterator[tuple[int, str]]:
+    """(line number, text without end of line) for each line; lines not valid UTF-8 are
+    decoded with replacement characters. A binary file raises InputError."""
+    with open_input(path) as f:
+        head = f.read(4096)
+        if looks_binary(head):
+            raise InputError(path, "binary data, not a text log", "byte 0")
+        f.seek(0)
+        for number, raw in enumerate(_safe_lines(f, stats), start=1):
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = raw.decode("utf-8", "replace")
+            yield number, text.rstrip("\r\n")
+
+
+def _safe_lines(f, stats: SourceStats) -> Iterator[bytes]:
+    """Lines of a file; a corrupt or cut gzip stream ends the file, counted as a reject."""
+    number = 0
+    try:
+        for number, line in enumerate(f, start=1):
+            yield line
+    except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+        stats.reject(number + 1, "compressed file cut short or corrupt", str(e))
+
+
+def too_broken(stats: SourceStats, path: str | Path, what: str) -> None:
+    """A file of which nothing was usable and most was rejected is the wrong kind of file."""
+    if stats.accepted_total == 0 and stats.rejected_total > 0:
+        top, _ = stats.rejected.most_common(1)[0]
+        first = stats.rejects[0] if stats.rejects else None
+        where = f"line {first.line}" if first else None
+        raise InputError(path, f"not a {what}: no record could be read ({stats.rejected_total} rejected, mostly: {top})", where)
+
+
+# ---------------------------------------------------------------- scalar conversions
+
+PORT_PROTOCOLS = frozenset({6, 17, 132, 136})  # protocols whose flows have ports
+L4_BY_NUMBER = {1: "ICMP", 2: "IGMP", 6: "TCP", 17: "UDP", 47: "GRE", 50: "ESP", 51: "AH", 58: "ICMPv6", 132: "SCTP"}
+PROTO_BY_NAME = {
+    "icmp": 1, "igmp": 2, "tcp": 6, "udp": 17, "gre": 47, "esp": 50, "ah": 51,
+    "icmp6": 58, "icmpv6": 58, "ipv6-icmp": 58, "sctp": 132,
+}
+TCP_FLAG_BITS = {"C": 0x80, "E": 0x40, "U": 0x20, "A": 0x10, "P": 0x08, "R": 0x04, "S": 0x02, "F": 0x01}
+
+
+def proto_number(value: str | int | None) -> int | None:
+    """IP protocol number from a name (tcp, UDP, ICMP6, IPv6-ICMP) or a number."""
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return value if 0 <= value <= 255 else None
+    text = str(value).strip()
+    if text.isdigit():
+        number = int(text)
+        return number if number <= 255 else None
+    return PROTO_BY_NAME.get(text.lower())
+
+
+def l4_name(number: int | None) -> str | None:
+    if number is None:
+        return None
+    return L4_BY_NUMBER.get(number, str(number))
+
+
+def tcp_flags_value(text: str | int | None) -> int | None:
+    """TCP flags from nfdump's letter string (`...A.R..`, `.AP.SF`), hex (`0x12`, `1b`
+    as Suricata writes it) or a decimal number."""
+    if text is None:
+        return None
+    if isinstance(text, int):
+        return text & 0xFF
+    text = text.strip()
+    if not text:
+        return None
+    if text.lower().startswith("0x"):
+        return int(text, 16) & 0xFF
+    if text.isdigit():
+        return int(text) & 0xFF
+    if set(text) <= set(TCP_FLAG_BITS) | {"."}:
+        value = 0
+        for ch in text:
+            value |= TCP_FLAG_BITS.get(ch, 0)
+        return value
+    raise ValueError(f"bad TCP flags {text!r}")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def epoch_to_us(value: float | int | str, unit: str = "s") -> int:
+    """Microseconds since the epoch from a number of s/ms/us."""
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"bad time {value!r}")
+    scale = {"s": 1_000_000, "ms": 1_000, "us": 1}[unit]
+    if isinstance(value, str) and unit == "s" and "." in value:
+        whole, _, frac = value.strip().partition(".")  # exact, no float rounding
+        sign = -1 if whole.startswith("-") else 1
+        return int(whole) * 1_000_000 + sign * int((frac + "000000")[:6] or 0)
+    return round(number * scale)
+
+
+def iso_to_us(text: str, naive_tz: timezone = timezone.utc) -> int:
+    """Microseconds since the epoch from ISO 8601 (`2021-06-06T15:59:46.457984+0200`,
+    `...Z`, or without zone, which is taken in `naive_tz`)."""
+    text = text.strip()
+    if text.endswith("Z"):
+        text = text[:-1] + "+00:00"
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=naive_tz)
+    delta = moment - _EPOCH
+    return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
+def any_time_to_us(value) -> int:
+    """Epoch seconds (number or numeric text) or ISO 8601 text."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return epoch_to_us(value)
+    if isinstance(value, str):
+        stripped = value.strip()
+        if _NUMBER.match(stripped):
+            return epoch_to_us(stripped)
+        return iso_to_us(stripped)
+    raise ValueError(f"bad time {value!r}")
+
+
+_NUMBER = re.compile(r"^-?\d+(\.\d*)?$")
+
+
+def opt_int(value, low: int = 0, high: int = 1 << 62) -> int | None:
+    """An int from a JSON/TSV value, None for missing; ValueError when it is not a count."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"not a number: {value!r}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"not an integer: {value!r}")
+        value = int(value)
+    number = int(value)
+    if not low <= number <= high:
+        raise ValueError(f"out of range: {value!r}")
+    return number
+
+
+def clean_domain(name: str | None) -> str | None:
+    if name is None:
+        return None
+    name = name.strip().rstrip(".").lower()
+    return name or None
+
+
+# ---------------------------------------------------------------- vectorised conversions
+
+TIME_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1}
+_INT_PATTERN = r"^\s*-?[0-9]+\s*$"
+_NUM_PATTERN = r"^\s*-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?\s*$"
+_IP_PATTERN = r"^[0-9A-Fa-f:.]{2,45}$"  # a cheap shape check: IPv4 or IPv6 text
+
+
+def _fill_bad(values: pa.Array, ok: pa.Array) -> pa.Array:
+    """Null where `ok` is false, so a cast of the rest cannot fail."""
+    return pc.if_else(ok, values, pa.scalar(None, values.type))
+
+
+def as_strings(column: pa.Array) -> pa.Array:
+    """A single array (not chunked)."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    return column
+
+
+def _is_text(column: pa.Array) -> bool:
+    return pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+
+
+def _no_bad(n: int) -> pa.Array:
+    return pa.array(np.zeros(n, bool))
+
+
+def to_int_column(column: pa.Array, type_: pa.DataType) -> tuple[pa.Array, pa.Array]:
+    """(typed column, bad mask). Empty text becomes null, not bad; padding is trimmed."""
+    column = as_strings(column)
+    if pa.types.is_integer(column.type):
+        ok = pc.fill_null(pc.and_(pc.greater_equal(column, _min_of(type_)), pc.less_equal(column, _max_of(type_))), True)
+        return _fill_bad(column, ok).cast(type_), pc.invert(ok)
+    if pa.types.is_floating(column.type):
+        ok = pc.fill_null(pc.equal(pc.floor(column), column), True)
+        return _fill_bad(column, ok).cast(type_, safe=False), pc.invert(ok)
+    if not _is_text(column):
+        raise TypeError(f"cannot read numbers from a {column.type} column")
+    try:
+        return column.cast(type_), _no_bad(len(column))  # the common case: clean digits
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    column = _empty_to_null(pc.utf8_trim_whitespace(column))
+    ok = pc.fill_null(pc.match_substring_regex(column, _INT_PATTERN), True)
+    numbers = _fill_bad(column, ok).cast(pa.int64())
+    in_range = pc.fill_null(pc.and_(pc.greater_equal(numbers, _min_of(type_)), pc.less_equal(numbers, _max_of(type_))), True)
+    ok = pc.and_(ok, in_range)
+    return _fill_bad(numbers, in_range).cast(type_), pc.invert(ok)
+
+
+def _min_of(type_: pa.DataType) -> int:
+    return 0 if pa.types.is_unsigned_integer(type_) else -(1 << (type_.bit_width - 1))
+
+
+def _max_of(type_: pa.DataType) -> int:
+    bits = type_.bit_width - (0 if pa.types.is_unsigned_integer(type_) else 1)
+    return (1 << bits) - 1
+
+
+def _empty_to_null(column: pa.Array) -> pa.Array:
+    return pc.if_else(pc.equal(column, ""), pa.scalar(None, column.type), column)
+
+
+def to_float_column(column: pa.Array) -> tuple[pa.Array, pa.Array]:
+    column = as_strings(column)
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return column.cast(pa.float64()), _no_bad(len(column))
+    try:
+        return column.cast(pa.float64()), _no_bad(len(column))
+    except pa.ArrowInvalid:
+        pass
+    column = _empty_to_null(pc.utf8_trim_whitespace(column))
+    ok = pc.fill_null(pc.match_substring_regex(column, _NUM_PATTERN), True)
+    return _fill_bad(column, ok).cast(pa.float64()), pc.invert(ok)
+
+
+def to_time_column(column: pa.Array, unit: str = "auto", naive_tz: str = "UTC") -> tuple[pa.Array, pa.Array]:
+    """(TS column, bad mask) from epoch numbers (s/ms/us, or `auto` by magnitude) or
+    ISO 8601 text with or without zone (`naive_tz` for those without). Clean columns
+    take one cast; mixed or broken ones fall back to masks, row by row only at the end."""
+    column = as_strings(column)
+    if pa.types.is_timestamp(column.type):
+        if column.type.tz is None:
+            column = pc.assume_timezone(column, naive_tz) if naive_tz != "UTC" else column
+        return column.cast(TS), _no_bad(len(column))
+    if _is_text(column):
+        sample = next((v for v in column.slice(0, 100).to_pylist() if v), "") or ""
+        dated = "-" in sample.strip()[1:] or ":" in sample  # else epoch numbers are likelier
+        attempts = (_naive_text, _zoned_text, _epoch_text) if dated else (_epoch_text, _naive_text, _zoned_text)
+        for attempt in attempts:
+            try:
+                return attempt(column, unit, naive_tz), _no_bad(len(column))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                continue
+        column = _empty_to_null(pc.utf8_trim_whitespace(column))
+        numeric = pc.fill_null(pc.match_substring_regex(column, _NUM_PATTERN), False)
+        if pc.all(pc.or_(numeric, pc.is_null(column))).as_py():
+            column = column.cast(pa.float64())
+        elif pc.any(numeric).as_py():  # some numbers, some text: text wins, numbers are bad rows
+            return _iso_times(_fill_bad(column, pc.invert(numeric)), naive_tz, extra_bad=numeric)
+        else:
+            return _iso_times(column, naive_tz)
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise TypeError(f"cannot read times from a {column.type} column")
+    return _epoch_numbers(column.cast(pa.float64()), unit)
+
+
+def _epoch_numbers(values: pa.Array, unit: str) -> tuple[pa.Array, pa.Array]:
+    if unit == "auto":
+        unit = guess_epoch_unit(values)
+    micros = pc.multiply(values, float(TIME_UNITS[unit]))
+    ok = pc.fill_null(pc.and_(pc.greater_equal(micros, -62e15), pc.less_equal(micros, 253e15)), True)
+    micros = pc.round(_fill_bad(micros, ok))
+    return micros.cast(pa.int64()).cast(TS), pc.invert(ok)
+
+
+def _epoch_text(column: pa.Array, unit: str, naive_tz: str) -> pa.Array:
+    values, bad = _epoch_numbers(column.cast(pa.float64()), unit)
+    if pc.any(bad).as_py():
+        raise pa.ArrowInvalid("epoch out of range")
+    return values
+
+
+def _naive_text(column: pa.Array, unit: str, naive_tz: str) -> pa.Array:
+    return _cast_iso(column, False, naive_tz)
+
+
+def _zoned_text(column: pa.Array, unit: str, naive_tz: str) -> pa.Array:
+    return column.cast(TS)
+
+
+def guess_epoch_unit(values: pa.Array) -> str:
+    """s, ms or us from the magnitude of the largest value (up to year 5138 in seconds)."""
+    top = pc.max(pc.abs(values)).as_py() or 0
+    if top > 1e14:
+        return "us"
+    if top > 1e11:
+        return "ms"
+    return "s"
+
+
+def _iso_times(column: pa.Array, naive_tz: str, extra_bad: pa.Array | None = None) -> tuple[pa.Array, pa.Array]:
+    """ISO 8601 text; rows with a zone and rows without may be mixed."""
+    text = pc.replace_substring_regex(column, r"^(\d{4})[-/](\d\d)[-/](\d\d)[ T]", r"\1-\2-\3T")
+    zoned = pc.fill_null(pc.match_substring_regex(text, r"(Z|[+-]\d\d:?\d\d)$"), False)
+    out = pa.nulls(len(column), TS)
+    bad = pa.array(np.zeros(len(column), bool))
+    for mask, with_zone in ((zoned, True), (pc.invert(zoned), False)):
+        part = _fill_bad(text, mask)
+        if pc.all(pc.is_null(part)).as_py():
+            continue
+        try:
+            converted = _cast_iso(part, with_zone, naive_tz)
+            part_bad = pa.array(np.zeros(len(column), bool))
+        except (pa.ArrowInvalid, ValueError):
+            converted, part_bad = _cast_iso_slow(part, with_zone, naive_tz)
+        out = pc.if_else(mask, converted, out)
+        bad = pc.or_(bad, part_bad)
+    if extra_bad is not None:
+        bad = pc.or_(bad, extra_bad)
+    return out, bad
+
+
+def _cast_iso(part: pa.Array, with_zone: bool, naive_tz: str) -> pa.Array:
+    if with_zone:
+        return part.cast(TS)
+    naive = part.cast(pa.timestamp("us"))
+    return pc.assume_timezone(naive, naive_tz).cast(TS) if naive_tz != "UTC" else naive.cast(TS)
+
+
+def _cast_iso_slow(part: pa.Array, with_zone: bool, naive_tz: str) -> tuple[pa.Array, pa.Array]:
+    """Value by value: the rows that do not parse are nulls and bad."""
+    from zoneinfo import ZoneInfo
+
+    tz = timezone.utc if naive_tz == "UTC" else ZoneInfo(naive_tz)
+    values, bad = [], []
+    for text in part.to_pylist():
+        if text is None:
+            values.append(None)
+            bad.append(False)
+            continue
+        try:
+            values.append(iso_to_us(text, tz))
+            bad.append(False)
+        except ValueError:
+            values.append(None)
+            bad.append(True)
+    return pa.array(values, pa.int64()).cast(TS), pa.array(bad)
+
+
+def ip_text_bad(column: pa.Array) -> pa.Array:
+    """Mask of rows whose address is present but is not IPv4/IPv6 text."""
+    ok = pc.match_substring_regex(column, _IP_PATTERN)
+    return pc.invert(pc.fill_null(ok, True))
+
+
+def map_distinct(column: pa.Array, function, type_: pa.DataType) -> tuple[pa.Array, pa.Array]:
+    """Apply a Python function to each distinct value only (protocol names, flag
+    strings): fast for columns with few distinct values. ValueError -> bad row."""
+    encoded = pc.dictionary_encode(column)
+    mapped, bad_codes = [], []
+    for value in encoded.dictionary.to_pylist():
+        try:
+            mapped.append(function(value))
+            bad_codes.append(False)
+        except (ValueError, TypeError):
+            mapped.append(None)
+            bad_codes.append(True)
+    indices = encoded.indices
+    values = pc.take(pa.array(mapped, type_), indices)
+    bad = pc.fill_null(pc.take(pa.array(bad_codes), indices), False)
+    return values, bad
+
+
+def lines_of_rows(first_row: int, count: int, header_lines: int, skipped: Iterable[int]) -> np.ndarray:
+    """Physical 1-based line numbers of `count` parsed rows starting at parsed-row index
+    `first_row`, given the header line count and the sorted physical line numbers of
+    rows the CSV parser skipped (bad column counts, blank lines)."""
+    positions = np.arange(first_row, first_row + count, dtype=np.int64) + header_lines + 1
+    skipped = np.asarray(sorted(skipped), dtype=np.int64)
+    if len(skipped):
+        adjusted = skipped - np.arange(len(skipped))
+        positions = positions + np.searchsorted(adjusted, positions, side="right")
+    return positions
+
+
+def collect_tables(batches: Iterable[Batch]) -> dict[str, pa.Table]:
+    """All batches of a reader gathered per table (for tests and small inputs only)."""
+    grouped: dict[str, list[pa.RecordBatch]] = {}
+    for table, batch in batches:
+        grouped.setdefault(table, []).append(batch)
+    return {table: pa.Table.from_batches(parts) for table, parts in grouped.items()}

@@ -123,6 +123,7 @@ def scan(
     paths: List[str] = typer.Argument(None, help="Capture files (pcap, pcapng) or folders, scanned recursively."),
     interface: Optional[str] = typer.Option(None, "--interface", "-i", help="Capture live from this interface (root)."),
     duration: Optional[float] = typer.Option(None, help="Seconds of live capture (with --interface)."),
+    save_capture: Optional[str] = typer.Option(None, "--save-capture", help="With --interface: keep the packets in this pcap (hashed into the evidence)."),
     output: Optional[str] = typer.Option(None, "--output", "-o", help="Write evidence here ('-' = standard output)."),
     fmt: Optional[str] = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the extension)."),
     home_net: List[str] = typer.Option([], "--home-net", help="Internal network CIDR (repeatable; default private ranges)."),
@@ -159,7 +160,7 @@ def scan(
             if not quiet:
                 err.print(f"capturing on {interface}" + (f" for {duration:g} s" if duration else " (Ctrl-C to stop)"))
             try:
-                consume(scanner.scan_interface(interface, duration))
+                consume(scanner.scan_interface(interface, duration, save_capture))
             except KeyboardInterrupt:
                 err.print("capture stopped")
         else:

@@ -28,7 +28,7 @@ class ScanOptions:
     reader: str = "auto"
     payload_bytes: int = 2048
     payload_packets: int = 16
-    idle_timeout: float = 120.0
+    idle_timeout: float = 600.0  # mining connections idle for minutes between jobs stay one flow
     active_timeout: float = 1800.0
     hash_inputs: bool = True
 
@@ -81,13 +81,11 @@ class Scanner:
         from minewatch.sources.pcap import UnsupportedCapture, read_pcap
 
         o = self.options
-        common = dict(payload_bytes=o.payload_bytes, payload_packets=o.payload_packets)
+        common = dict(payload_bytes=o.payload_bytes, payload_packets=o.payload_packets,
+                      idle_timeout=o.idle_timeout, active_timeout=o.active_timeout)
         if o.reader in ("auto", "fast"):
             try:
-                yield from read_pcap(
-                    path, stats=stats, idle_timeout=o.idle_timeout, active_timeout=o.active_timeout,
-                    on_progress=on_progress, **common,
-                )
+                yield from read_pcap(path, stats=stats, on_progress=on_progress, **common)
                 return
             except UnsupportedCapture:
                 if o.reader == "fast":
@@ -114,22 +112,40 @@ class Scanner:
         except InputError as exc:
             stats.error = exc.reason if exc.position is None else f"{exc.reason} (at {exc.position})"
 
-    def scan_interface(self, interface: str, duration: float | None) -> Iterator[pa.Table]:
-        from minewatch.sources.nfstream_source import read_nfstream
-
+    def scan_interface(self, interface: str, duration: float | None, save_path: str | None = None) -> Iterator[pa.Table]:
+        """Live capture: the compiled reader fed by a packet socket, or nfstream (nDPI labels;
+        flows still open when a --duration capture ends are lost there). With `save_path`
+        the packets are kept in that pcap and the evidence, held back until the capture
+        ends, carries the file's name and SHA-256."""
         stats = ReadStats(f"interface:{interface}")
         self.report.files.append(stats)
         o = self.options
+        common = dict(payload_bytes=o.payload_bytes, payload_packets=o.payload_packets,
+                      idle_timeout=o.idle_timeout, active_timeout=o.active_timeout)
+        if o.reader == "nfstream":
+            from minewatch.sources.nfstream_source import read_nfstream
+
+            batches = read_nfstream(interface, stats=stats, live=True, duration=duration, **common)
+        else:
+            from minewatch.sources.live import capture_interface
+
+            batches = capture_interface(interface, stats=stats, duration=duration, save_path=save_path, **common)
+        held: list[pa.Table] = []
         try:
-            for batch in read_nfstream(
-                interface, stats=stats, live=True, duration=duration,
-                payload_bytes=o.payload_bytes, payload_packets=o.payload_packets,
-            ):
+            for batch in batches:
                 table = detect_flows(batch, self.detectors, self.ctx, None, self.report.detector_errors)
                 self.report.evidence_rows += table.num_rows
-                yield table
+                if save_path:
+                    held.append(table)
+                else:
+                    yield table
         except InputError as exc:
             stats.error = exc.reason
+        if held:
+            sha = sha256_file(save_path)
+            for table in held:
+                column = pa.array([sha] * table.num_rows, pa.string())
+                yield table.set_column(table.schema.get_field_index("source_sha256"), "source_sha256", column)
 
 
 def empty_evidence() -> pa.Table:

@@ -96,6 +96,39 @@ class Detector:
 REGISTRY: dict[str, Detector] = {}
 
 
+@dataclass(frozen=True)
+class SqlDetector:
+    """A detector written once as SQL (DuckDB dialect) over canonical tables; the engine
+    (DuckDB, or Spark through sqlglot) runs it. `sql(params)` returns one SELECT whose
+    columns are the evidence columns except detector, detector_version and source_sha256,
+    which the engine adds: source_file, source_ref, ts_start, ts_end, src_ip, src_port,
+    dst_ip, dst_port, l4, category, confidence, severity, summary, details (JSON text).
+    Tables are named as in minewatch.schema.TABLES (flows, dns, tls, http, alerts) plus
+    the engine's reference tables (intel_domains, intel_ips, ...)."""
+
+    id: str
+    version: int
+    category: str
+    description: str
+    reads: tuple[str, ...]
+    sql: Callable[[dict], str]
+
+
+SQL_REGISTRY: dict[str, SqlDetector] = {}
+
+
+def sql_detector(id: str, version: int, category: str, description: str, reads: tuple[str, ...]):
+    """Register `fn(params: dict) -> str` (a SELECT in DuckDB's dialect) under a stable id."""
+
+    def register(fn):
+        if id in SQL_REGISTRY or id in REGISTRY:
+            raise ValueError(f"detector id {id} registered twice")
+        SQL_REGISTRY[id] = SqlDetector(id, version, category, description, tuple(reads), fn)
+        return fn
+
+    return register
+
+
 def flow_detector(id: str, version: int, category: str, description: str, prefilter=None):
     """Register `fn(flow, ctx) -> iterable of Hit` under a stable id."""
 

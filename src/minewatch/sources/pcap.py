@@ -56,8 +56,10 @@ def read_pcap(
     idle_timeout: float = 120.0,
     active_timeout: float = 1800.0,
     on_progress: Callable[[int], None] | None = None,
+    source_name: str | None = None,
 ) -> Iterator[pa.RecordBatch]:
     """Yield FLOWS batches for one capture file; fills `stats` as it goes.
+    `source_name` (default: the path) is what the flows' source_file says.
 
     A file cut short ends the read with the flows seen so far and `stats.error` set.
     """
@@ -78,7 +80,7 @@ def read_pcap(
         raise InputError(path, e.strerror or str(e)) from None
 
     stats.bytes_total = reader.bytes_total
-    source = str(path)
+    source = source_name or str(path)
     next_progress = PROGRESS_STEP
     while True:
         columns = reader.read(batch_rows, PROGRESS_STEP)

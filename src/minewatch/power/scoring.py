@@ -1,0 +1,131 @@
+"""Workspace scoring: daily features (SQL) -> model -> one verdict record per meter,
+with onset, added kW, miner counts by model and a one-sentence explanation."""
+
+from __future__ import annotations
+
+import json
+from datetime import date, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from minewatch.power import model
+from minewatch.power.equipment import load_catalogue, units_for_kw
+from minewatch.power.features import daily_matrix, DailyMatrix, pivot_daily, daily_sql
+from minewatch.power.ingest import open_catalog, readings_glob
+
+DETECTOR = "pwr.flat_step"
+DETECTOR_VERSION = 1
+EPOCH = date(1970, 1, 1)
+
+FAILED_WORDS = {
+    "flat_mean": "the daily mean rose more than the base (a daytime load)",
+    "flat_work": "working hours rose more than the night (occupancy or new daytime equipment)",
+    "flat_weekend": "weekends rose more than the base",
+    "flat_peak": "peaks rose far more than the base",
+    "flat_night": "the night did not carry the step",
+    "abrupt": "the rise was gradual (weather or season)",
+    "persist": "the base did not stay up",
+    "new_level": "the base had stood as high shortly before (a return from a dip)",
+    "not_ended": "the added load later went away",
+    "enough_days": "too few days before the change",
+    "step": "no step",
+}
+
+
+def day_str(epoch_day: int | None) -> str | None:
+    return None if epoch_day is None else (EPOCH + timedelta(days=int(epoch_day))).isoformat()
+
+
+def _units_phrase(units: dict[str, int]) -> str:
+    cat = load_catalogue()
+    parts = [f"{n} {cat[m].name.replace('Antminer ', '')}-class" for m, n in units.items()]
+    if not parts:
+        return "less than one miner of any catalogued model"
+    if len(parts) == 1:
+        return f"about {parts[0]} miners"
+    return f"about {parts[0]} miners (or {', '.join(parts[1:])})"
+
+
+def explain(v: model.Verdict) -> str:
+    if v.reason:
+        return f"not scored: {v.reason}"
+    onset = day_str(v.onset_day)
+    if v.flagged:
+        return (f"base load rose by {v.estimated_kw:.3g} kW on {onset} and stayed flat day and night, "
+                f"weekday and weekend: {_units_phrase(units_for_kw(v.estimated_kw))}")
+    if v.onset_day is None or not v.tests.get("step", 0) > 0:
+        return "no persistent step up in the base load"
+    why = "; ".join(FAILED_WORDS.get(f, f) for f in v.failed[:2]) or "step too weak for its noise"
+    return f"base load rose by {v.tests['step']:.3g} kW around {onset}, but {why}"
+
+
+def verdict_record(v: model.Verdict, meter_id: str, meta: dict | None = None) -> dict:
+    units = units_for_kw(v.estimated_kw) if v.flagged else {}
+    rec = {
+        "meter_id": meter_id,
+        "flagged": bool(v.flagged),
+        "score": round(float(v.score), 4),
+        "onset": day_str(v.onset_day) if v.onset_day is not None and v.tests.get("step", 0) > 0 else None,
+        "estimated_kw": round(float(v.estimated_kw), 3) if v.flagged else 0.0,
+        "estimated_units": units,
+        "explanation": explain(v),
+        "detector": DETECTOR,
+        "detector_version": DETECTOR_VERSION,
+        "step_z": round(float(v.z), 2),
+        "failed_tests": list(v.failed),
+        "tests": {k: (round(float(x), 4) if np.isfinite(x) else None) for k, x in v.tests.items()},
+    }
+    if meta:
+        rec["metadata"] = meta
+        cap = meta.get("contracted_kw")
+        if v.flagged and cap and v.tests.get("pre_base", 0) + v.estimated_kw > cap:
+            rec["explanation"] += f"; the new base exceeds the contracted {cap:g} kW"
+    return rec
+
+
+def score_workspace(ws: str | Path, utc_offset_h: float = 0.0) -> list[dict]:
+    """Score every meter in the workspace; store the verdicts in the catalog too."""
+    con = open_catalog(ws)
+    try:
+        if not list((Path(ws) / "meters").glob("*.parquet")):
+            return []
+        dm = daily_matrix(con, f"read_parquet('{readings_glob(ws)}')", "meter_key", utc_offset_h)
+        verdicts = model.score_meters(dm)
+        names = dict(con.execute("SELECT meter_key, meter_id FROM meters").fetchall())
+        meta = {r[0]: {k: x for k, x in zip(("declared_business", "contracted_kw", "tariff_class"), r[1:])
+                       if x is not None}
+                for r in con.execute("SELECT * FROM meter_metadata").fetchall()}
+        records = [verdict_record(v, names[int(v.meter)], meta.get(names[int(v.meter)])) for v in verdicts]
+        records.sort(key=lambda r: (-r["flagged"], -r["score"], r["meter_id"]))
+        con.execute("CREATE OR REPLACE TABLE verdicts (meter_id VARCHAR, flagged BOOLEAN, score DOUBLE, "
+                    "onset DATE, estimated_kw DOUBLE, record VARCHAR)")
+        con.executemany("INSERT INTO verdicts VALUES (?, ?, ?, ?, ?, ?)",
+                        [[r["meter_id"], r["flagged"], r["score"], r["onset"], r["estimated_kw"],
+                          json.dumps(r)] for r in records])
+        return records
+    finally:
+        con.close()
+
+
+def meter_daily(ws: str | Path, meter_id: str, utc_offset_h: float = 0.0) -> tuple[DailyMatrix, dict | None]:
+    """Daily series of one meter and its stored verdict (re-scored if none is stored)."""
+    con = open_catalog(ws)
+    try:
+        row = con.execute("SELECT meter_key FROM meters WHERE meter_id = ?", [meter_id]).fetchall()
+        row = row[0] if row else None
+        if row is None:
+            return pivot_daily({"meter": [], "day": []}), None
+        src = f"(SELECT * FROM read_parquet('{readings_glob(ws)}') WHERE meter_key = {int(row[0])})"
+        dm = pivot_daily(con.sql(daily_sql(src, "meter_key", utc_offset_h)).fetchnumpy())
+        stored = None
+        if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'").fetchall()[0][0]:
+            got = con.execute("SELECT record FROM verdicts WHERE meter_id = ?", [meter_id]).fetchall()
+            stored = json.loads(got[0][0]) if got else None
+        if stored is None and len(dm.meters):
+            stored = verdict_record(model.score_meters(dm)[0], meter_id)
+        return dm, stored
+    finally:
+        con.close()
+
+

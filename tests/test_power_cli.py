@@ -1,0 +1,84 @@
+"""The typer commands on a temporary workspace (typer.testing.CliRunner)."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from minewatch.power.cli import equipment_app, meters_app
+
+DATA = Path(__file__).parent / "data" / "power" / "cambridge_2018_b4_b40_b64.csv"
+app = typer.Typer()
+app.add_typer(meters_app, name="meters")
+app.add_typer(equipment_app, name="equipment")
+runner = CliRunner()
+
+
+@pytest.fixture
+def mined_csv(tmp_path) -> Path:
+    """The fixture with 60 kW of flat miner load added to b64 from 2018-02-05."""
+    t = pacsv.read_csv(DATA)
+    b64 = t["b64"].to_numpy().astype(float)
+    b64[35 * 24 :] += 60.0
+    t = t.set_column(t.column_names.index("b64"), "b64", pa.array(np.round(b64, 1)))
+    p = tmp_path / "mined.csv"
+    pacsv.write_csv(t, p)
+    return p
+
+
+def test_ingest_score_show(tmp_path, mined_csv):
+    ws = tmp_path / "ws"
+    r = runner.invoke(app, ["meters", "ingest", str(mined_csv), "--workspace", str(ws)])
+    assert r.exit_code == 0, r.output
+    assert "5,040 readings of 3 meters" in r.output
+    r = runner.invoke(app, ["meters", "ingest", str(mined_csv), "--workspace", str(ws)])
+    assert "already ingested" in r.output
+    out = tmp_path / "verdicts.jsonl"
+    r = runner.invoke(app, ["meters", "score", "--workspace", str(ws), "--output", str(out)])
+    assert r.exit_code == 0, r.output
+    recs = {json.loads(line)["meter_id"]: json.loads(line) for line in out.read_text().splitlines()}
+    assert recs["b64"]["flagged"] and not recs["b4"]["flagged"] and not recs["b40"]["flagged"]
+    assert abs(recs["b64"]["estimated_kw"] - 60) < 10  # the building itself drifts too
+    assert recs["b64"]["onset"] in ("2018-02-04", "2018-02-05", "2018-02-06")
+    assert recs["b64"]["estimated_units"]["antminer_s9"] in range(41, 57)
+    r = runner.invoke(app, ["meters", "show", "b64", "--workspace", str(ws), "--width", "60"])
+    assert r.exit_code == 0, r.output
+    assert "FLAGGED" in r.output and "█" in r.output and "S9-class" in r.output
+    r = runner.invoke(app, ["meters", "show", "nope", "--workspace", str(ws)])
+    assert r.exit_code == 1
+
+
+def test_ingest_bad_file_reports_and_continues(tmp_path):
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"garbage")
+    ws = tmp_path / "ws"
+    r = runner.invoke(app, ["meters", "ingest", str(bad), str(DATA), "--workspace", str(ws)])
+    assert r.exit_code == 1
+    assert "bad.parquet" in r.output and "3 meters" in r.output
+    assert "Traceback" not in r.output
+
+
+def test_score_empty_workspace(tmp_path):
+    r = runner.invoke(app, ["meters", "score", "--workspace", str(tmp_path / "empty")])
+    assert r.exit_code == 1
+
+
+def test_equipment_estimate():
+    r = runner.invoke(app, ["equipment", "estimate", "--model", "antminer_s9", "--count", "60580",
+                            "--model", "gpu_rig_8", "--count", "57500", "--json"])
+    assert r.exit_code == 0, r.output
+    data = json.loads(r.output)
+    assert round(data["lines"][0]["power_mw"], 1) == 80.1
+    assert round(data["lines"][0]["energy_gwh_year"]) == 702
+    assert data["assumptions"]
+    r = runner.invoke(app, ["equipment", "estimate", "--model", "antminer_s9", "--count", "60580"])
+    assert "80.1" in r.output and "Assumptions" in r.output
+    r = runner.invoke(app, ["equipment", "estimate", "--model", "nope", "--count", "1"])
+    assert r.exit_code == 2
+    r = runner.invoke(app, ["equipment", "list"])
+    assert r.exit_code == 0 and "antminer_s21" in r.output

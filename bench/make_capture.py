@@ -12,11 +12,18 @@ Checksums are not recomputed (neither reader checks them).
 from __future__ import annotations
 
 import argparse
+import os
 import struct
 import sys
 from pathlib import Path
 
-CORPUS = Path("/work/shared/corpus/ndpi/pcap")
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = next(
+    (p for p in (Path(os.environ.get("MINEWATCH_CORPUS", "/nonexistent")) / "ndpi" / "pcap",
+                 REPO.parent / "shared" / "corpus" / "ndpi" / "pcap",
+                 Path("/work/shared/corpus/ndpi/pcap")) if p.is_dir()),
+    REPO.parent / "shared" / "corpus" / "ndpi" / "pcap",
+)
 SKIP_WORDS = ("fuzz", "bad", "malformed", "truncated", "invalid", "broken", "garbage")
 MAGICS = {b"\xd4\xc3\xb2\xa1": ("<", 1000), b"\xa1\xb2\xc3\xd4": (">", 1000),
           b"\x4d\x3c\xb2\xa1": ("<", 1), b"\xa1\xb2\x3c\x4d": (">", 1)}

@@ -59,13 +59,33 @@ def minewatch_command() -> list[str] | None:
     return None
 
 
+def default_captures() -> list[Path]:
+    """1M and 2M packets (the 2M one shows whether memory grows with the input)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from make_capture import build
+
+    out = REPO / "bench" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for millions in (1, 2):
+        path = out / f"capture-{millions}m.pcap"
+        if not path.exists():
+            print(f"building {path} from the corpus ...", file=sys.stderr, flush=True)
+            build(path, millions * 1_000_000)
+        paths.append(path)
+    return paths
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("captures", nargs="+", type=Path)
+    ap.add_argument("captures", nargs="*", type=Path,
+                    help="default: bench/out/capture-1m.pcap and capture-2m.pcap, built from the corpus if absent")
     ap.add_argument("--ndpi-reader", default=shutil.which("ndpiReader") or "/usr/bin/ndpiReader")
     ap.add_argument("--skip-scan", action="store_true", help="measure only ndpiReader and the reader")
     args = ap.parse_args()
 
+    if not args.captures:
+        args.captures = default_captures()
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"))
     python = str(VENV_BIN / "python")
     results = []

@@ -1,22 +1,28 @@
-"""`make bench`: every benchmark, each printing its numbers as ratios to a reference
-measured in the same run (never absolute timings compared with a constant)."""
+"""`make bench`: every benchmark and evaluation, one after the other. Speed is printed as
+ratios to a reference measured in the same run (ndpiReader, a bare DuckDB scan), never
+compared with a constant; evaluations print their recall / false-positive tables."""
 
 import subprocess
 import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHES = ["pcap_bench.py", "power_bench.py"]
+BENCHES = [
+    ("pcap_bench.py", []),  # minewatch scan vs ndpiReader on 1M and 2M packets
+    ("power_bench.py", ["--meters", "1000000", "--days", "30"]),
+    ("power_eval.py", ["--out", str(HERE / "out" / "power_eval.md")]),
+]
 
 
 def main() -> int:
     status = 0
-    for name in BENCHES:
+    (HERE / "out").mkdir(exist_ok=True)
+    for name, args in BENCHES:
         script = HERE / name
         if not script.exists():
             continue
-        print(f"\n=== {name} ===", flush=True)
-        status |= subprocess.call([sys.executable, str(script), *sys.argv[1:]])
+        print(f"\n=== {name} {' '.join(args)} ===", flush=True)
+        status |= subprocess.call([sys.executable, str(script), *args])
     return status
 
 

@@ -8,6 +8,7 @@ A bad input is reported in one line and the scan goes on with the rest.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -99,18 +100,19 @@ class Scanner:
         """Evidence tables for one capture file; failures are recorded in its ReadStats."""
         stats = ReadStats(path)
         self.report.files.append(stats)
-        try:
-            sha = sha256_file(path) if self.options.hash_inputs else None
-        except OSError as exc:
-            stats.error = f"cannot read: {exc.strerror or exc}"
-            return
-        try:
-            for batch in self._flow_batches(path, stats, on_progress):
-                table = detect_flows(batch, self.detectors, self.ctx, sha, self.report.detector_errors)
-                self.report.evidence_rows += table.num_rows
-                yield table
-        except InputError as exc:
-            stats.error = exc.reason if exc.position is None else f"{exc.reason} (at {exc.position})"
+        # The file is hashed on the other core while the compiled reader (no GIL) reads it.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            hashing = pool.submit(sha256_file, path) if self.options.hash_inputs else None
+            try:
+                for batch in self._flow_batches(path, stats, on_progress):
+                    sha = hashing.result() if hashing else None
+                    table = detect_flows(batch, self.detectors, self.ctx, sha, self.report.detector_errors)
+                    self.report.evidence_rows += table.num_rows
+                    yield table
+            except InputError as exc:
+                stats.error = exc.reason if exc.position is None else f"{exc.reason} (at {exc.position})"
+            except OSError as exc:  # from hashing: the file vanished or cannot be read
+                stats.error = f"cannot read: {exc.strerror or exc}"
 
     def scan_interface(self, interface: str, duration: float | None, save_path: str | None = None) -> Iterator[pa.Table]:
         """Live capture: the compiled reader fed by a packet socket, or nfstream (nDPI labels;

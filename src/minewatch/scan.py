@@ -100,19 +100,25 @@ class Scanner:
         """Evidence tables for one capture file; failures are recorded in its ReadStats."""
         stats = ReadStats(path)
         self.report.files.append(stats)
-        # The file is hashed on the other core while the compiled reader (no GIL) reads it.
+        # The file is hashed on the other core while it is read and scanned; its evidence
+        # (small) is held until the hash is known.
+        held: list[pa.Table] = []
         with ThreadPoolExecutor(max_workers=1) as pool:
             hashing = pool.submit(sha256_file, path) if self.options.hash_inputs else None
             try:
                 for batch in self._flow_batches(path, stats, on_progress):
-                    sha = hashing.result() if hashing else None
-                    table = detect_flows(batch, self.detectors, self.ctx, sha, self.report.detector_errors)
+                    table = detect_flows(batch, self.detectors, self.ctx, None, self.report.detector_errors)
                     self.report.evidence_rows += table.num_rows
-                    yield table
+                    held.append(table)
+                sha = hashing.result() if hashing else None
             except InputError as exc:
                 stats.error = exc.reason if exc.position is None else f"{exc.reason} (at {exc.position})"
+                sha = _hash_or_none(hashing)
             except OSError as exc:  # from hashing: the file vanished or cannot be read
                 stats.error = f"cannot read: {exc.strerror or exc}"
+                sha = None
+        for table in held:
+            yield _with_sha(table, sha)
 
     def scan_interface(self, interface: str, duration: float | None, save_path: str | None = None) -> Iterator[pa.Table]:
         """Live capture: the compiled reader fed by a packet socket, or nfstream (nDPI labels;
@@ -146,9 +152,16 @@ class Scanner:
         if held:
             sha = sha256_file(save_path)
             for table in held:
-                column = pa.array([sha] * table.num_rows, pa.string())
-                yield table.set_column(table.schema.get_field_index("source_sha256"), "source_sha256", column)
+                yield _with_sha(table, sha)
 
 
-def empty_evidence() -> pa.Table:
-    return EVIDENCE.empty_table()
+def _with_sha(table: pa.Table, sha: str | None) -> pa.Table:
+    column = pa.array([sha] * table.num_rows, pa.string())
+    return table.set_column(table.schema.get_field_index("source_sha256"), "source_sha256", column)
+
+
+def _hash_or_none(hashing) -> str | None:
+    try:
+        return hashing.result() if hashing else None
+    except OSError:
+        return None

@@ -77,15 +77,20 @@ class Heads:
                 mask |= (lens >= k) & np.all(heads[:, :k] == want, axis=1)
         return mask
 
-    def regex(self, pattern: bytes) -> np.ndarray:
-        """Either side's whole head matches `pattern` (RE2 syntax, searched anywhere)."""
-        if pattern not in self._regex_cache:
+    def regex(self, pattern: bytes, within: np.ndarray | None = None) -> np.ndarray:
+        """Either side's whole head matches `pattern` (RE2 syntax, searched anywhere);
+        with `within`, only those rows are searched (the others are False)."""
+        key = (pattern, None if within is None else within.tobytes())
+        if key not in self._regex_cache:
+            rows = np.flatnonzero(self.has_payload if within is None else within & self.has_payload)
             mask = np.zeros(self.n, bool)
-            for col in ("src_payload_head", "dst_payload_head"):
-                hit = pc.match_substring_regex(self.batch.column(col), pattern.decode("latin-1"))
-                mask |= np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), bool)
-            self._regex_cache[pattern] = mask
-        return self._regex_cache[pattern]
+            if len(rows):
+                subset = self.batch.select(["src_payload_head", "dst_payload_head"]).take(pa.array(rows))
+                for col in ("src_payload_head", "dst_payload_head"):
+                    hit = pc.match_substring_regex(subset.column(col), pattern.decode("latin-1"))
+                    mask[rows] |= np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), bool)
+            self._regex_cache[key] = mask
+        return self._regex_cache[key]
 
     def on_ports(self, ports) -> np.ndarray:
         ports = np.asarray(sorted(ports))

@@ -94,7 +94,7 @@ def _names_possible(heads: Heads, ctx: Context):
     labels = _intel(ctx).domain_label_pattern()
     if labels is None or not carrier.any():
         return carrier & False
-    return carrier & heads.regex(labels)
+    return heads.regex(labels, within=carrier)
 
 
 @flow_detector("intel.pool_domain", 1, "mining_pool_contact",

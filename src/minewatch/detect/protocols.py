@@ -606,7 +606,8 @@ def _valid_gbt_result(res: Any) -> bool:
 
 
 def _http_mining(heads: Heads, ctx: Context):
-    return heads.regex(HTTP_START) & (heads.regex(JSON_RPC_KEY) | heads.regex(_MINING_HEADER_RE))
+    http = heads.regex(HTTP_START)
+    return heads.regex(JSON_RPC_KEY) & http | heads.regex(_MINING_HEADER_RE, within=http)
 
 
 _MINING_HEADER_RE = ("(?i)(?:" + "|".join(MINING_HEADERS) + "):").encode()

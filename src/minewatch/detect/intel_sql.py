@@ -1,0 +1,129 @@
+"""Pool intelligence over sensor logs, as SQL: names in DNS, TLS and HTTP records, and
+flows to listed pool addresses. The log counterparts of intel.pool_domain / intel.pool_ip
+(detect/intel.py), with the same confidences and summaries.
+
+Written in the DuckDB subset that sqlglot renders for Spark (see engine/dialect.py):
+no negative indexes, regexes without backslashes, JSON built by concatenation of
+values restricted to safe characters plus precomputed provenance (details_tail).
+"""
+
+from __future__ import annotations
+
+from minewatch.detect import sql_detector
+from minewatch.detect.intel import CONFIDENCE, IP_CONFIDENCE, SEEN_AS_TEXT
+
+# Host names we match: lowercase DNS characters only, so they go into JSON as they are.
+NAME_SHAPE = "^[a-z0-9_-]+([.][a-z0-9_-]+)+$"
+
+
+def _case(column: str, mapping: dict, default: str) -> str:
+    arms = " ".join(f"WHEN '{key}' THEN {value}" for key, value in mapping.items())
+    return f"CASE {column} {arms} ELSE {default} END"
+
+
+@sql_detector("intel.pool_domain_log", 1, "mining_pool_contact",
+              "DNS query/answer, TLS server name or HTTP Host in sensor logs naming a listed mining pool",
+              reads=("dns", "tls", "http"))
+def pool_domain_log(params: dict) -> str:
+    seen = ("dns", "dns_cname", "tls_sni", "http_host")
+    confidence = _case("r.seen_as", {k: CONFIDENCE.get(k, 0.7) for k in seen}, "0.7")
+    text = _case("r.seen_as", {k: f"'{SEEN_AS_TEXT[k]}'" for k in seen}, "'seen'")
+    return f"""
+WITH names AS (
+    SELECT source_file, record_ref, ts, client_ip AS src_ip, client_port AS src_port,
+           server_ip AS dst_ip, server_port AS dst_port, l4, query AS name, 'dns' AS seen_as
+    FROM dns WHERE query IS NOT NULL
+    UNION ALL
+    SELECT source_file, record_ref, ts, src_ip, src_port, dst_ip, dst_port, l4, answer AS name,
+           'dns_cname' AS seen_as
+    FROM (SELECT source_file, record_ref, ts, client_ip AS src_ip, client_port AS src_port,
+                 server_ip AS dst_ip, server_port AS dst_port, l4, unnest(answers) AS answer
+          FROM dns WHERE answers IS NOT NULL) AS a
+    WHERE answer LIKE '%.%' AND NOT regexp_matches(answer, '^[0-9.]+$') AND answer NOT LIKE '%:%'
+    UNION ALL
+    SELECT source_file, record_ref, ts, src_ip, src_port, dst_ip, dst_port, 'TCP' AS l4,
+           server_name AS name, 'tls_sni' AS seen_as
+    FROM tls WHERE server_name IS NOT NULL
+    UNION ALL
+    SELECT source_file, record_ref, ts, src_ip, src_port, dst_ip, dst_port, 'TCP' AS l4,
+           host AS name, 'http_host' AS seen_as
+    FROM http WHERE host IS NOT NULL
+), normal AS (
+    SELECT n.*, regexp_replace(regexp_replace(lower(n.name), ':[0-9]+$', ''), '[.]$', '') AS host_name
+    FROM names AS n
+), candidates AS (
+    SELECT DISTINCT host_name FROM normal WHERE regexp_matches(host_name, '{NAME_SHAPE}')
+), matched AS (
+    SELECT c.host_name, d.category, d.description, d.details_tail,
+           row_number() OVER (PARTITION BY c.host_name
+                              ORDER BY CASE WHEN d.match = 'exact' THEN 0 ELSE 1 END, length(d.domain) DESC) AS rank
+    FROM candidates AS c
+    JOIN intel_domains AS d ON d.tail2 = regexp_extract(c.host_name, '[^.]+[.][^.]+$', 0)
+    WHERE c.host_name = d.domain
+       OR (d.match = 'suffix' AND right(c.host_name, length(d.domain) + 1) = '.' || d.domain)
+)
+SELECT
+    r.source_file,
+    'line ' || CAST(r.record_ref AS VARCHAR) AS source_ref,
+    r.ts AS ts_start,
+    r.ts AS ts_end,
+    r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.l4,
+    m.category,
+    {confidence} AS confidence,
+    CASE WHEN r.seen_as LIKE 'dns%' OR m.category = 'browser_mining' THEN 'medium' ELSE 'high' END AS severity,
+    {text} || ' ' || r.host_name || ' (' || m.description || ')' AS summary,
+    '{{"seen_as":"' || r.seen_as || '","pool_host":"' || r.host_name || '",'
+        || CASE WHEN p.port IS NULL THEN '' ELSE '"miner_port":' || CAST(p.port AS VARCHAR) || ',' END
+        || m.details_tail || '}}' AS details
+FROM normal AS r
+JOIN matched AS m ON m.host_name = r.host_name AND m.rank = 1
+LEFT JOIN miner_ports AS p ON p.port = r.dst_port AND r.seen_as NOT LIKE 'dns%'
+"""
+
+
+@sql_detector("intel.pool_ip_log", 1, "mining_pool_contact",
+              "flow record to (or from) an IP, network or IP:port on a pool address list",
+              reads=("flows",))
+def pool_ip_log(params: dict) -> str:
+    # Both directions are looked up (unidirectional NetFlow has pool -> client records);
+    # per flow the dst side wins, then an ip:port entry over a bare IP, then the longest prefix.
+    return f"""
+WITH listed AS (
+    SELECT DISTINCT ip FROM intel_ips
+), candidates AS (
+    -- equi-joins on the address alone first: a small distinct build side lets the engine
+    -- filter the scan of the (large) flow table before anything else is read
+    SELECT f.source_file, f.flow_ref, f.ts_start, f.ts_end, f.l4,
+           f.src_ip AS miner_ip, f.src_port AS miner_port, f.dst_ip AS pool_ip, f.dst_port AS pool_port, 0 AS side
+    FROM flows AS f JOIN listed AS l ON l.ip = f.dst_ip
+    UNION ALL
+    SELECT f.source_file, f.flow_ref, f.ts_start, f.ts_end, f.l4,
+           f.dst_ip AS miner_ip, f.dst_port AS miner_port, f.src_ip AS pool_ip, f.src_port AS pool_port, 1 AS side
+    FROM flows AS f JOIN listed AS l ON l.ip = f.src_ip
+), hits AS (
+    SELECT c.*, i.port AS listed_port, i.prefix_len, i.indicator, i.category, i.description, i.details_tail
+    FROM candidates AS c JOIN intel_ips AS i ON i.ip = c.pool_ip AND (i.port IS NULL OR i.port = c.pool_port)
+), ranked AS (
+    SELECT h.*, row_number() OVER (
+        PARTITION BY h.source_file, h.flow_ref
+        ORDER BY h.side, CASE WHEN h.listed_port IS NULL THEN 1 ELSE 0 END, h.prefix_len DESC) AS rank
+    FROM hits AS h
+)
+SELECT
+    r.source_file,
+    'flow ' || CAST(r.flow_ref AS VARCHAR) AS source_ref,
+    r.ts_start, r.ts_end,
+    r.miner_ip AS src_ip, r.miner_port AS src_port, r.pool_ip AS dst_ip, r.pool_port AS dst_port, r.l4,
+    r.category,
+    {IP_CONFIDENCE} AS confidence,
+    'medium' AS severity,
+    'connection to ' || r.pool_ip || ':' || coalesce(CAST(r.pool_port AS VARCHAR), '-')
+        || ' listed as ' || r.indicator || ' (' || r.description || ')' AS summary,
+    '{{"seen_as":"ip","pool_ip":"' || r.pool_ip || '","pool_port":'
+        || coalesce(CAST(r.pool_port AS VARCHAR), 'null') || ','
+        || CASE WHEN p.port IS NULL THEN '' ELSE '"miner_port":' || CAST(p.port AS VARCHAR) || ',' END
+        || r.details_tail || '}}' AS details
+FROM ranked AS r
+LEFT JOIN miner_ports AS p ON p.port = r.pool_port
+WHERE r.rank = 1
+"""

@@ -20,6 +20,12 @@ def _dns_query(name: str) -> bytes:
     return struct.pack("!6H", 0x1234, 0x0100, 1, 0, 0, 0) + labels + struct.pack("!HH", 1, 1)
 
 
+def _dns_response(name: str, address: str) -> bytes:
+    query = _dns_query(name)
+    answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 60, 4) + bytes(int(x) for x in address.split("."))
+    return query[:2] + b"\x81\x80" + query[4:6] + b"\x00\x01" + query[8:] + answer
+
+
 def _pair(case: str) -> tuple[bytes, bytes]:
     def read(*names):
         return next(((DATA / n).read_bytes() for n in names if (DATA / n).exists()), b"")
@@ -69,6 +75,11 @@ POSITIVES = {
         {"src": b"GET / HTTP/1.1\r\nHost: xmr.pool.minergate.com\r\n\r\n", "dst_port": 80},
     ],
     "intel.pool_ip": [{"src": b"\x17\x03\x03\x00\x20" + bytes(32), "dst_ip": "198.51.100.77", "dst_port": 443}],
+    # a batch: the DNS answer first, then an encrypted connection to the address it gave
+    "intel.pool_resolved_ip": [[
+        {"dst": _dns_response("pool.supportxmr.com", "203.0.113.5"), "proto": 17, "dst_port": 53},
+        {"src": b"\x17\x03\x03\x00\x20" + bytes(32), "dst_ip": "203.0.113.5", "dst_port": 443},
+    ]],
 }
 NEGATIVE_CASES = ["neg_echo", "neg_eth_node", "neg_lsp", "neg_lsp_bare", "neg_wallet", "neg_weblogin"]
 
@@ -88,9 +99,10 @@ def test_every_flow_detector_has_a_positive_example():
 def test_positive_examples_survive_the_pipeline(detector_id, ctx):
     detectors = list(load_all().values())
     for example in POSITIVES[detector_id]:
-        evidence = detect_flows(_batch([example]), detectors, ctx)
+        rows = example if isinstance(example, list) else [example]
+        evidence = detect_flows(_batch(rows), detectors, Context(intel=ctx.intel))
         found = set(evidence.column("detector").to_pylist())
-        assert detector_id in found, (detector_id, example.get("dst_port"), found)
+        assert detector_id in found, (detector_id, rows[-1].get("dst_port"), found)
 
 
 def test_negatives_give_no_evidence_at_all(ctx):

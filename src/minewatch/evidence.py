@@ -30,10 +30,13 @@ def _flows(batch: pa.RecordBatch) -> list[Flow]:
     return [Flow(**dict(zip(names, values))) for values in zip(*columns)]
 
 
-def _row(flow: Flow, det: Detector, hit: Hit, sha256: str | None) -> dict:
+def _row(flow: Flow, det: Detector, hit: Hit, sha256: str | None, ctx: Context) -> dict:
     a_ip, a_port, b_ip, b_port = flow.src_ip, flow.src_port, flow.dst_ip, flow.dst_port
     if hit.miner_is_dst:
         a_ip, a_port, b_ip, b_port = b_ip, b_port, a_ip, a_port
+    if "pool_host" not in hit.details and b_ip in ctx.resolved and (hit.category or det.category) == "mining":
+        hit.details["pool_host"] = ctx.resolved[b_ip][0]  # named by a DNS answer seen earlier
+        hit.details["pool_host_from"] = "dns_answer"
     return {
         "source_file": flow.source_file,
         "source_sha256": sha256,
@@ -71,18 +74,19 @@ def detect_flows(
     if batch.num_rows == 0 or not detectors:
         return pa.Table.from_pylist(rows, schema=EVIDENCE)
     heads = Heads(batch)
-    masks = [det.prefilter(heads, ctx) if det.prefilter else heads.has_payload for det in detectors]
-    wanted = np.vstack(masks)  # detectors x rows
-    picked = np.flatnonzero(wanted.any(axis=0))
-    if len(picked) == 0:
-        return pa.Table.from_pylist(rows, schema=EVIDENCE)
-    flows = _flows(batch.take(pa.array(picked)))
-    for d, det in enumerate(detectors):
-        for k in np.flatnonzero(wanted[d, picked]):
-            flow = flows[k]
+    flows: dict[int, Flow] = {}  # row -> Flow, built once, only for rows some detector wants
+    for det in detectors:
+        # Each prefilter is evaluated just before its detector runs, so it can use what an
+        # earlier detector learned from this batch (ctx.resolved).
+        wanted = np.flatnonzero(det.prefilter(heads, ctx) if det.prefilter else heads.has_payload)
+        missing = [int(i) for i in wanted if int(i) not in flows]
+        if missing:
+            flows.update(zip(missing, _flows(batch.take(pa.array(missing, pa.int64())))))
+        for i in wanted:
+            flow = flows[int(i)]
             try:
                 for hit in det.fn(flow, ctx):
-                    rows.append(_row(flow, det, hit, sha256))
+                    rows.append(_row(flow, det, hit, sha256, ctx))
             except Exception as exc:  # a detector bug must not stop a scan; it is reported
                 if errors is not None:
                     errors.append(f"{flow.source_file}: flow {flow.flow_ref}: detector {det.id} failed: {exc!r}")

@@ -79,6 +79,10 @@ class Context:
     show_wallets: bool = False
     intel: Any = None  # minewatch.intel.IntelSet, loaded once per scan
     options: dict = field(default_factory=dict)
+    # Addresses that listed pool names resolved to in the traffic seen so far:
+    # ip -> (name, Indicator, when). Filled by intel.pool_domain from DNS answers; a
+    # detector later in the registry (or a later batch) can use it.
+    resolved: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -130,7 +134,8 @@ def sql_detector(id: str, version: int, category: str, description: str, reads: 
 
 
 def flow_detector(id: str, version: int, category: str, description: str, prefilter=None):
-    """Register `fn(flow, ctx) -> iterable of Hit` under a stable id."""
+    """Register `fn(flow, ctx) -> iterable of Hit` under a stable id. Detectors run in
+    registration order (modules alphabetically, then order in the module)."""
 
     def register(fn):
         if id in REGISTRY:

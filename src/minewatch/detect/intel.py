@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from minewatch.detect import Context, Flow, Hit, flow_detector
 from minewatch.detect.heads import HTTP_START, Heads
@@ -111,6 +113,8 @@ def pool_domain(flow: Flow, ctx: Context) -> Iterable[Hit]:
         ind = intel.match_domain(name)
         if ind is not None:
             by_category.setdefault(ind.category, []).append((name, seen_as, miner_is_dst, ind))
+    if any(seen_as.startswith("dns") for m in by_category.values() for _, seen_as, _, _ in m):
+        _remember_addresses(flow, ctx)
     for category, matches in by_category.items():
         # the strongest sighting speaks for the flow; the others go into details
         name, seen_as, miner_is_dst, ind = max(matches, key=lambda m: CONFIDENCE.get(m[1], 0.7))
@@ -125,6 +129,51 @@ def pool_domain(flow: Flow, ctx: Context) -> Iterable[Hit]:
                   details=details, category=category,
                   severity="medium" if seen_as.startswith("dns") or category == "browser_mining" else "high",
                   miner_is_dst=miner_is_dst)
+
+
+def _remember_addresses(flow: Flow, ctx: Context) -> None:
+    """A/AAAA answers of DNS responses that name a listed pool (in a question or CNAME)
+    go into ctx.resolved, so connections to those addresses can be recognised later."""
+    intel = _intel(ctx)
+    tcp = flow.ip_proto == 6 or flow.l4 == "TCP"
+    for head in (flow.src_payload_head, flow.dst_payload_head):
+        for msg in parse_dns(head or b"", tcp=tcp) if head else ():
+            if not msg.is_response:
+                continue
+            names = [q.name for q in msg.questions] + [a.value for a in msg.answers if a.rtype == 5]
+            listed = next(((n, ind) for n in names if (ind := intel.match_domain(n)) is not None), None)
+            if listed is None:
+                continue
+            for answer in msg.answers:
+                if answer.rtype in (1, 28):
+                    ctx.resolved[answer.value] = (listed[0], listed[1], flow.ts_start)
+
+
+def _to_resolved_address(heads: Heads, ctx: Context):
+    if not ctx.resolved:
+        return np.zeros(heads.n, bool)
+    known = pa.array(list(ctx.resolved), pa.string())
+    hit = pc.or_(pc.is_in(heads.batch.column("dst_ip"), known), pc.is_in(heads.batch.column("src_ip"), known))
+    return np.asarray(pc.fill_null(hit, False).to_numpy(zero_copy_only=False), bool) & ~heads.on_ports(DNS_PORTS)
+
+
+@flow_detector("intel.pool_resolved_ip", 1, "mining_pool_contact",
+               "connection to an address that a listed pool name resolved to earlier in the same traffic",
+               prefilter=_to_resolved_address)
+def pool_resolved_ip(flow: Flow, ctx: Context) -> Iterable[Hit]:
+    miner_is_dst = flow.dst_ip not in ctx.resolved
+    pool_ip_, pool_port = (flow.src_ip, flow.src_port) if miner_is_dst else (flow.dst_ip, flow.dst_port)
+    name, ind, _when = ctx.resolved[pool_ip_]
+    if ind.category == "browser_mining":
+        return  # a browser-mining script host, not a pool connection: its DNS sighting says enough
+    details = {"seen_as": "resolved_ip", "pool_host": name, "pool_ip": pool_ip_, "pool_port": pool_port,
+               **ind.as_details()}
+    if _intel(ctx).miner_port(pool_port):
+        details["miner_port"] = pool_port
+    # Shared hosting or a CDN in front of a pool can put other sites on the same address.
+    yield Hit(confidence=0.65,
+              summary=f"connection to {pool_ip_}:{pool_port}, an address {name} resolved to ({_describe(ind)})",
+              details=details, category=ind.category, severity="medium", miner_is_dst=miner_is_dst)
 
 
 def _ip_lists_loaded(heads: Heads, ctx: Context):

@@ -88,21 +88,16 @@ def pool_ip_log(params: dict) -> str:
     # Both directions are looked up (unidirectional NetFlow has pool -> client records);
     # per flow the dst side wins, then an ip:port entry over a bare IP, then the longest prefix.
     return f"""
-WITH listed AS (
-    SELECT DISTINCT ip FROM intel_ips
-), candidates AS (
-    -- equi-joins on the address alone first: a small distinct build side lets the engine
-    -- filter the scan of the (large) flow table before anything else is read
+WITH hits AS (
     SELECT f.source_file, f.flow_ref, f.ts_start, f.ts_end, f.l4,
-           f.src_ip AS miner_ip, f.src_port AS miner_port, f.dst_ip AS pool_ip, f.dst_port AS pool_port, 0 AS side
-    FROM flows AS f JOIN listed AS l ON l.ip = f.dst_ip
+           f.src_ip AS miner_ip, f.src_port AS miner_port, f.dst_ip AS pool_ip, f.dst_port AS pool_port,
+           i.port AS listed_port, i.prefix_len, i.indicator, i.category, i.description, i.details_tail, 0 AS side
+    FROM flows AS f JOIN intel_ips AS i ON f.dst_ip = i.ip AND (i.port IS NULL OR i.port = f.dst_port)
     UNION ALL
     SELECT f.source_file, f.flow_ref, f.ts_start, f.ts_end, f.l4,
-           f.dst_ip AS miner_ip, f.dst_port AS miner_port, f.src_ip AS pool_ip, f.src_port AS pool_port, 1 AS side
-    FROM flows AS f JOIN listed AS l ON l.ip = f.src_ip
-), hits AS (
-    SELECT c.*, i.port AS listed_port, i.prefix_len, i.indicator, i.category, i.description, i.details_tail
-    FROM candidates AS c JOIN intel_ips AS i ON i.ip = c.pool_ip AND (i.port IS NULL OR i.port = c.pool_port)
+           f.dst_ip AS miner_ip, f.dst_port AS miner_port, f.src_ip AS pool_ip, f.src_port AS pool_port,
+           i.port AS listed_port, i.prefix_len, i.indicator, i.category, i.description, i.details_tail, 1 AS side
+    FROM flows AS f JOIN intel_ips AS i ON f.src_ip = i.ip AND (i.port IS NULL OR i.port = f.src_port)
 ), ranked AS (
     SELECT h.*, row_number() OVER (
         PARTITION BY h.source_file, h.flow_ref

@@ -163,6 +163,8 @@ def _to_resolved_address(heads: Heads, ctx: Context):
 def pool_resolved_ip(flow: Flow, ctx: Context) -> Iterable[Hit]:
     miner_is_dst = flow.dst_ip not in ctx.resolved
     pool_ip_, pool_port = (flow.src_ip, flow.src_port) if miner_is_dst else (flow.dst_ip, flow.dst_port)
+    if pool_ip_ not in ctx.resolved:
+        return
     name, ind, _when = ctx.resolved[pool_ip_]
     if ind.category == "browser_mining":
         return  # a browser-mining script host, not a pool connection: its DNS sighting says enough

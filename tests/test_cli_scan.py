@@ -110,3 +110,24 @@ def test_folder_scan_skips_non_captures_and_counts_them(tmp_path):
     proc = run("scan", tmp_path, "-o", tmp_path / "e.jsonl")
     assert proc.returncode == 0, proc.stderr
     assert "files skipped in folders" in proc.stdout
+
+
+def test_intel_lists_missing_file_and_bad_lines(tmp_path):
+    proc = run("scan", MINING, "--intel", tmp_path / "nope.txt", "-q")
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    assert "nope.txt" in proc.stderr
+    good = tmp_path / "pools.txt"
+    good.write_text("# my pools\n94.23.199.191:3333\nthis is not an indicator line at all\n")
+    proc = run("scan", MINING, "--intel", good, "-o", tmp_path / "e.jsonl", "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert "pools.txt:3" in proc.stderr  # the bad line, by file and line number
+    records = [json.loads(line) for line in (tmp_path / "e.jsonl").read_text().splitlines()]
+    assert any(r["detector"] == "intel.pool_ip" and r["dst_ip"] == "94.23.199.191" for r in records)
+
+
+def test_wallets_are_short_unless_asked(tmp_path):
+    short = run("scan", MINING, "-o", "-").stdout
+    full = run("scan", MINING, "-o", "-", "--show-wallets").stdout
+    assert "…" in short
+    long_logins = [json.loads(l)["details"].get("worker", "") for l in full.splitlines()]
+    assert any(len(w) > 90 for w in long_logins)

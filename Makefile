@@ -12,7 +12,11 @@ $(STAMP): pyproject.toml setup.py src/minewatch/sources/_fastpcap.c scripts/boot
 demo: $(STAMP)
 	$(BIN)/minewatch demo
 
+# Real exporters for the flow-record tests (softflowd -> nfcapd on loopback).
+TEST_TOOLS := nfdump:nfdump softflowd:softflowd
+
 test: $(STAMP)
+	bash scripts/apt-need.sh $(TEST_TOOLS)
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

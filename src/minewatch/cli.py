@@ -212,17 +212,18 @@ def detectors():
     Console().print(table)
 
 
-def _mount_optional_apps() -> None:
-    """Sub-apps of other stages, mounted when their package is present."""
-    try:
-        from minewatch.power.cli import equipment_app, meters_app
-    except ImportError:
-        return
+def _mount_stage_commands() -> None:
+    """Commands of the other stages live beside their code; they are registered here."""
+    from minewatch.power.cli import equipment_app, meters_app
+    from minewatch.workspace import cli as workspace_cli
+
+    for command in (workspace_cli.ingest, workspace_cli.detect, workspace_cli.findings, workspace_cli.evidence):
+        app.command()(command)
     app.add_typer(meters_app, name="meters", help="Electricity-meter data: ingest, score, show.")
     app.add_typer(equipment_app, name="equipment", help="Miner hardware catalogue and power estimates.")
 
 
-_mount_optional_apps()
+_mount_stage_commands()
 
 
 @app.command()

@@ -16,9 +16,20 @@ DEFAULT_HOME_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.
 
 # Combined confidence: noisy-OR over the strongest hit of each detector for the host.
 HOST_FINDINGS_SQL = """
-WITH per_detector AS (
+WITH e AS (
+    SELECT host, internal, detector, category, confidence, source_file, source_ref, ts_start, ts_end,
+           json_extract_string(details, '$.dialect') AS dialect,
+           json_extract_string(details, '$.coin') AS coin,
+           json_extract_string(details, '$.agent') AS agent,
+           json_extract_string(details, '$.worker') AS worker,
+           CASE WHEN category IN ('mining', 'mining_pool_contact')
+                THEN coalesce(json_extract_string(details, '$.pool_host'), dst_ip)
+                     || CASE WHEN dst_port IS NULL THEN '' ELSE ':' || CAST(dst_port AS VARCHAR) END
+           END AS pool
+    FROM evidence
+), per_detector AS (
     SELECT host, internal, detector, max(confidence) AS confidence
-    FROM evidence GROUP BY host, internal, detector
+    FROM e GROUP BY host, internal, detector
 ), combined AS (
     SELECT host, internal, 1 - product(1 - confidence) AS confidence
     FROM per_detector GROUP BY host, internal
@@ -29,21 +40,15 @@ SELECT
     c.confidence,
     list(DISTINCT e.category ORDER BY e.category) AS categories,
     list(DISTINCT e.detector ORDER BY e.detector) AS detectors,
-    list(DISTINCT json_extract_string(e.details, '$.dialect') ORDER BY 1)
-        FILTER (WHERE json_extract_string(e.details, '$.dialect') IS NOT NULL) AS dialects,
-    list(DISTINCT json_extract_string(e.details, '$.coin') ORDER BY 1)
-        FILTER (WHERE json_extract_string(e.details, '$.coin') IS NOT NULL) AS coins,
-    list(DISTINCT coalesce(json_extract_string(e.details, '$.pool_host'), e.dst_ip)
-                  || CASE WHEN e.dst_port IS NULL THEN '' ELSE ':' || e.dst_port END ORDER BY 1)
-        FILTER (WHERE e.category IN ('mining', 'mining_pool_contact')) AS pools,
-    list(DISTINCT json_extract_string(e.details, '$.agent') ORDER BY 1)
-        FILTER (WHERE json_extract_string(e.details, '$.agent') IS NOT NULL) AS agents,
-    list(DISTINCT json_extract_string(e.details, '$.worker') ORDER BY 1)
-        FILTER (WHERE json_extract_string(e.details, '$.worker') IS NOT NULL) AS workers,
+    list(DISTINCT e.dialect ORDER BY e.dialect) FILTER (WHERE e.dialect IS NOT NULL) AS dialects,
+    list(DISTINCT e.coin ORDER BY e.coin) FILTER (WHERE e.coin IS NOT NULL) AS coins,
+    list(DISTINCT e.pool ORDER BY e.pool) FILTER (WHERE e.pool IS NOT NULL) AS pools,
+    list(DISTINCT e.agent ORDER BY e.agent) FILTER (WHERE e.agent IS NOT NULL) AS agents,
+    list(DISTINCT e.worker ORDER BY e.worker) FILTER (WHERE e.worker IS NOT NULL) AS workers,
     count(DISTINCT e.source_file || '#' || e.source_ref) AS flows,
     min(e.ts_start) AS first_seen,
     max(e.ts_end) AS last_seen
-FROM evidence e JOIN combined c USING (host, internal)
+FROM e JOIN combined c USING (host, internal)
 GROUP BY e.host, e.internal, c.confidence
 -- Outside HOME_NET, only clients of mining or pools are of interest (not every P2P peer).
 HAVING e.internal OR bool_or(e.category IN ('mining', 'mining_pool_contact', 'browser_mining'))
@@ -78,26 +83,38 @@ class HomeNet:
 
 
 def host_findings(evidence: pa.Table, home: HomeNet) -> list[dict]:
-    """One row per host: the miner side of each evidence row, internal hosts first."""
+    """One row per host of an in-memory evidence table (a scan's)."""
     if evidence.num_rows == 0:
         return []
-    src = evidence.column("src_ip").to_pylist()
-    dst = evidence.column("dst_ip").to_pylist()
-    hosts, internal = [], []
-    for s, d in zip(src, dst):
-        # The detector put the miner/client on the src side; if only dst is ours, it is ours to report.
-        if not home.contains(s) and home.contains(d):
-            hosts.append(d)
-            internal.append(True)
-        else:
-            hosts.append(s)
-            internal.append(home.contains(s))
-    table = evidence.append_column("host", pa.array(hosts, pa.string())).append_column(
-        "internal", pa.array(internal, pa.bool_())
-    )
     con = duckdb.connect()
     try:
-        con.register("evidence", table)
-        return con.sql(HOST_FINDINGS_SQL).to_arrow_table().to_pylist()
+        con.register("scan_evidence", evidence)
+        return host_findings_in(con, "scan_evidence", home)
     finally:
         con.close()
+
+
+def host_findings_in(con: duckdb.DuckDBPyConnection, relation: str, home: HomeNet) -> list[dict]:
+    """HOST_FINDINGS_SQL over an evidence relation (view or table) already known to `con`,
+    e.g. a workspace's Parquet. Rows stay in DuckDB: only the distinct addresses come to
+    Python, to be placed inside or outside HOME_NET, and go back as a small join table."""
+    addresses = con.sql(
+        f"SELECT DISTINCT ip FROM (SELECT src_ip AS ip FROM {relation} UNION SELECT dst_ip FROM {relation}) "
+        "WHERE ip IS NOT NULL").fetchall()
+    ips = [row[0] for row in addresses]
+    con.register("_home_ips", pa.table({"ip": pa.array(ips, pa.string()),
+                                        "home": pa.array([home.contains(ip) for ip in ips], pa.bool_())}))
+    # Same rule as host_findings: the src side is the miner unless only the dst side is ours.
+    con.execute(f"""
+        CREATE OR REPLACE TEMP VIEW evidence AS
+        SELECT e.*,
+               CASE WHEN NOT coalesce(s.home, false) AND coalesce(d.home, false) THEN e.dst_ip ELSE e.src_ip END AS host,
+               coalesce(s.home, false) OR coalesce(d.home, false) AS internal
+        FROM {relation} AS e
+        LEFT JOIN _home_ips AS s ON s.ip = e.src_ip
+        LEFT JOIN _home_ips AS d ON d.ip = e.dst_ip""")
+    try:
+        return con.sql(HOST_FINDINGS_SQL).to_arrow_table().to_pylist()
+    finally:
+        con.execute("DROP VIEW IF EXISTS evidence")
+        con.unregister("_home_ips")

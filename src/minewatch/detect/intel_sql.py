@@ -30,37 +30,37 @@ def pool_domain_log(params: dict) -> str:
     text = _case("r.seen_as", {k: f"'{SEEN_AS_TEXT[k]}'" for k in seen}, "'seen'")
     return f"""
 WITH names AS (
+    -- query and server_name are lowercase without a trailing dot (schema contract);
+    -- answers and HTTP Host are normalised here
     SELECT source_file, record_ref, ts, client_ip AS src_ip, client_port AS src_port,
-           server_ip AS dst_ip, server_port AS dst_port, l4, query AS name, 'dns' AS seen_as
+           server_ip AS dst_ip, server_port AS dst_port, l4, query AS host_name, 'dns' AS seen_as
     FROM dns WHERE query IS NOT NULL
     UNION ALL
-    SELECT source_file, record_ref, ts, src_ip, src_port, dst_ip, dst_port, l4, answer AS name,
-           'dns_cname' AS seen_as
+    SELECT source_file, record_ref, ts, src_ip, src_port, dst_ip, dst_port, l4,
+           regexp_replace(lower(answer), '[.]$', '') AS host_name, 'dns_cname' AS seen_as
     FROM (SELECT source_file, record_ref, ts, client_ip AS src_ip, client_port AS src_port,
                  server_ip AS dst_ip, server_port AS dst_port, l4, unnest(answers) AS answer
           FROM dns WHERE answers IS NOT NULL) AS a
-    WHERE answer LIKE '%.%' AND NOT regexp_matches(answer, '^[0-9.]+$') AND answer NOT LIKE '%:%'
+    WHERE answer NOT LIKE '%:%' AND NOT (right(answer, 1) BETWEEN '0' AND '9')  -- not an address
     UNION ALL
     SELECT source_file, record_ref, ts, src_ip, src_port, dst_ip, dst_port, 'TCP' AS l4,
-           server_name AS name, 'tls_sni' AS seen_as
+           server_name AS host_name, 'tls_sni' AS seen_as
     FROM tls WHERE server_name IS NOT NULL
     UNION ALL
     SELECT source_file, record_ref, ts, src_ip, src_port, dst_ip, dst_port, 'TCP' AS l4,
-           host AS name, 'http_host' AS seen_as
+           regexp_replace(regexp_replace(lower(host), ':[0-9]+$', ''), '[.]$', '') AS host_name,
+           'http_host' AS seen_as
     FROM http WHERE host IS NOT NULL
-), normal AS (
-    SELECT n.*, regexp_replace(regexp_replace(lower(n.name), ':[0-9]+$', ''), '[.]$', '') AS host_name
-    FROM names AS n
-), candidates AS (
-    SELECT DISTINCT host_name FROM normal WHERE regexp_matches(host_name, '{NAME_SHAPE}')
-), matched AS (
-    SELECT c.host_name, d.category, d.description, d.details_tail,
-           row_number() OVER (PARTITION BY c.host_name
-                              ORDER BY CASE WHEN d.match = 'exact' THEN 0 ELSE 1 END, length(d.domain) DESC) AS rank
-    FROM candidates AS c
-    JOIN intel_domains AS d ON d.tail2 = regexp_extract(c.host_name, '[^.]+[.][^.]+$', 0)
-    WHERE c.host_name = d.domain
-       OR (d.match = 'suffix' AND right(c.host_name, length(d.domain) + 1) = '.' || d.domain)
+), hits AS (
+    SELECT k.*, d.category, d.description, d.details_tail,
+           row_number() OVER (PARTITION BY k.source_file, k.record_ref, k.seen_as, k.host_name
+                              ORDER BY CASE WHEN d.match = 'exact' THEN 0 ELSE 1 END, length(d.domain) DESC) AS pick
+    -- the join key is the name's last two labels: an equi-join with the (small) list,
+    -- so each record costs one regex and one hash probe whatever the list's size
+    FROM names AS k
+    JOIN intel_domains AS d ON d.tail2 = regexp_extract(k.host_name, '[^.]+[.][^.]+$', 0)
+    WHERE (k.host_name = d.domain OR (d.match = 'suffix' AND right(k.host_name, length(d.domain) + 1) = '.' || d.domain))
+      AND regexp_matches(k.host_name, '{NAME_SHAPE}')
 )
 SELECT
     r.source_file,
@@ -68,16 +68,16 @@ SELECT
     r.ts AS ts_start,
     r.ts AS ts_end,
     r.src_ip, r.src_port, r.dst_ip, r.dst_port, r.l4,
-    m.category,
+    r.category,
     {confidence} AS confidence,
-    CASE WHEN r.seen_as LIKE 'dns%' OR m.category = 'browser_mining' THEN 'medium' ELSE 'high' END AS severity,
-    {text} || ' ' || r.host_name || ' (' || m.description || ')' AS summary,
+    CASE WHEN r.seen_as LIKE 'dns%' OR r.category = 'browser_mining' THEN 'medium' ELSE 'high' END AS severity,
+    {text} || ' ' || r.host_name || ' (' || r.description || ')' AS summary,
     '{{"seen_as":"' || r.seen_as || '","pool_host":"' || r.host_name || '",'
         || CASE WHEN p.port IS NULL THEN '' ELSE '"miner_port":' || CAST(p.port AS VARCHAR) || ',' END
-        || m.details_tail || '}}' AS details
-FROM normal AS r
-JOIN matched AS m ON m.host_name = r.host_name AND m.rank = 1
+        || r.details_tail || '}}' AS details
+FROM hits AS r
 LEFT JOIN miner_ports AS p ON p.port = r.dst_port AND r.seen_as NOT LIKE 'dns%'
+WHERE r.pick = 1
 """
 
 
@@ -101,7 +101,7 @@ WITH hits AS (
 ), ranked AS (
     SELECT h.*, row_number() OVER (
         PARTITION BY h.source_file, h.flow_ref
-        ORDER BY h.side, CASE WHEN h.listed_port IS NULL THEN 1 ELSE 0 END, h.prefix_len DESC) AS rank
+        ORDER BY h.side, CASE WHEN h.listed_port IS NULL THEN 1 ELSE 0 END, h.prefix_len DESC) AS pick
     FROM hits AS h
 )
 SELECT
@@ -120,5 +120,5 @@ SELECT
         || r.details_tail || '}}' AS details
 FROM ranked AS r
 LEFT JOIN miner_ports AS p ON p.port = r.pool_port
-WHERE r.rank = 1
+WHERE r.pick = 1
 """

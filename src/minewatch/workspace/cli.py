@@ -1,0 +1,178 @@
+"""Typer commands of the workspace verbs; minewatch.cli registers them:
+
+    app.command()(ingest); app.command()(detect); app.command()(findings); app.command()(evidence)
+"""
+
+from __future__ import annotations
+
+import json
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from minewatch.errors import UsageError
+
+WORKSPACE_HELP = "Workspace folder (Parquet tables + catalog.duckdb); created by ingest."
+err = Console(stderr=True, highlight=False)
+
+
+def _console() -> Console:
+    console = Console(highlight=False)
+    if not console.is_terminal:
+        console.width = max(console.width, 160)
+    return console
+
+
+def _intel(files: list[str]):
+    from minewatch.intel import IntelSet
+
+    intel = IntelSet.load(extra_files=files)
+    for problem in intel.problems:
+        err.print(f"[yellow]warning:[/] {problem}")
+    return intel
+
+
+def _describe_file(result) -> str:
+    if result.status == "failed":
+        return f"[red]error:[/] {result.error}"
+    if result.status == "skipped":
+        return f"{result.path}: already ingested, nothing added"
+    tables = ", ".join(f"{t} {n:,}" for t, n in sorted(result.tables.items())) or "no rows"
+    text = f"{result.path}: {result.format}, accepted {result.accepted:,} ({tables}), rejected {result.rejected:,}"
+    if result.reasons:
+        text += " (" + "; ".join(f"{n} {r}" for r, n in result.reasons.most_common(3)) + ")"
+    if result.rejects_file:
+        text += f" -> {result.rejects_file}"
+    if result.status == "redone":
+        text += " [yellow](an earlier, unfinished ingest of this file was undone)[/]"
+    return text
+
+
+def ingest(
+    paths: List[str] = typer.Argument(..., help="Log, flow or capture files, or folders (read recursively)."),
+    workspace: str = typer.Option(..., "--workspace", "-w", help=WORKSPACE_HELP),
+    intel: List[str] = typer.Option([], "--intel", help="Extra indicator list for the packet detectors run on captures."),
+    mapping: Optional[str] = typer.Option(None, "--map", help="Column mapping for generic CSV/Parquet: ts_start=col,src_ip=col,..."),
+    naive_tz: str = typer.Option("UTC", "--tz", help="Time zone of times written without one (nfdump CSV, resolver logs)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
+):
+    """Read input files into a workspace; a file already ingested (same content) adds nothing."""
+    from minewatch.detect import Context
+    from minewatch.sources.tabular import parse_mapping
+    from minewatch.workspace.ingest import IngestOptions, ingest as run_ingest
+    from minewatch.workspace.store import Workspace
+
+    options = IngestOptions(mapping=parse_mapping(mapping) if mapping else None, naive_tz=naive_tz,
+                            ctx=Context(intel=_intel(intel)))
+    out = _console()
+
+    def show(result) -> None:
+        if result.status == "failed":
+            err.print(_describe_file(result))
+        elif not quiet:
+            out.print(_describe_file(result))
+
+    report = run_ingest(Workspace(workspace), list(paths), options, on_file=show)
+    for message in report.detector_errors:
+        err.print(f"[yellow]warning:[/] {message}")
+    if not quiet:
+        accepted = sum(f.accepted for f in report.files)
+        rejected = sum(f.rejected for f in report.files)
+        out.print(f"{len(report.files)} files: {report.count('ingested') + report.count('redone')} ingested, "
+                  f"{report.count('skipped')} already there, {report.count('failed')} failed; "
+                  f"{accepted:,} records accepted, {rejected:,} rejected")
+    if report.count("failed"):
+        raise typer.Exit(1)
+
+
+def detect(
+    workspace: str = typer.Option(..., "--workspace", "-w", help=WORKSPACE_HELP),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (not available yet)."),
+    spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (with --engine spark)."),
+    intel: List[str] = typer.Option([], "--intel", help="Extra indicator list: domains, IPs/CIDRs, ip:port (repeatable)."),
+    detector: List[str] = typer.Option([], "--detector", help="Run only this SQL detector (repeatable)."),
+    memory_limit: str = typer.Option("1536MB", "--memory-limit", help="DuckDB memory limit."),
+    threads: Optional[int] = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
+):
+    """Run the SQL detectors over the workspace tables; evidence goes to the workspace."""
+    from minewatch.engine.duckdb import DuckDBEngine
+    from minewatch.workspace.store import Workspace
+
+    if engine == "spark":
+        raise UsageError("the Spark engine is not available yet; use --engine duckdb"
+                         + (f" (--spark-master {spark_master} ignored)" if spark_master else ""))
+    if engine != "duckdb":
+        raise UsageError(f"--engine must be duckdb or spark, not {engine!r}")
+    report = DuckDBEngine(Workspace(workspace), _intel(intel), memory_limit, threads).run(detector or None)
+    for problem in report.problems:
+        err.print(f"[yellow]warning:[/] {problem}")
+    for result in report.failed:
+        err.print(f"[red]error:[/] detector {result.id} failed: {result.error}")
+    if not quiet:
+        table = Table(title=f"Detector run {report.run_id} (duckdb)")
+        for col in ("detector", "version", "evidence", "seconds", "status"):
+            table.add_column(col)
+        for r in report.results:
+            table.add_row(r.id, str(r.version), f"{r.rows:,}", f"{r.seconds:.2f}", "failed" if r.error else "ok")
+        _console().print(table)
+    if report.failed:
+        raise typer.Exit(1)
+
+
+def _json_default(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat().replace("+00:00", "Z")
+    raise TypeError(type(value).__name__)
+
+
+def findings(
+    workspace: str = typer.Option(..., "--workspace", "-w", help=WORKSPACE_HELP),
+    since: Optional[str] = typer.Option(None, "--since", help="From this date or time (UTC), inclusive."),
+    until: Optional[str] = typer.Option(None, "--until", help="Up to this date (inclusive) or time (exclusive)."),
+    home_net: List[str] = typer.Option([], "--home-net", help="Internal network CIDR (repeatable; default private ranges)."),
+    fmt: str = typer.Option("table", "--format", help="table or jsonl."),
+):
+    """One finding per host: all its evidence in the workspace, combined and explained."""
+    from minewatch.findings import HomeNet
+    from minewatch.workspace.query import EvidenceFilter, workspace_findings
+    from minewatch.workspace.store import Workspace
+
+    if fmt not in ("table", "jsonl"):
+        raise UsageError(f"--format must be table or jsonl, not {fmt!r}")
+    hosts = workspace_findings(Workspace(workspace), HomeNet.parse(home_net), EvidenceFilter(since, until))
+    if fmt == "jsonl":
+        for host in hosts:
+            typer.echo(json.dumps(host, ensure_ascii=False, default=_json_default))
+        return
+    from minewatch.cli import print_host_table
+
+    print_host_table(_console(), hosts)
+
+
+def evidence(
+    workspace: str = typer.Option(..., "--workspace", "-w", help=WORKSPACE_HELP),
+    output: str = typer.Option(..., "--output", "-o", help="Write evidence here ('-' = standard output)."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="jsonl, csv or parquet (default: from the extension)."),
+    since: Optional[str] = typer.Option(None, "--since", help="From this date or time (UTC), inclusive."),
+    until: Optional[str] = typer.Option(None, "--until", help="Up to this date (inclusive) or time (exclusive)."),
+    detector: List[str] = typer.Option([], "--detector", help="Only this detector (repeatable)."),
+    category: List[str] = typer.Option([], "--category", help="Only this category (repeatable)."),
+):
+    """Export the workspace evidence in the same record format as `scan`."""
+    from minewatch.output import EvidenceWriter, choose_format
+    from minewatch.workspace.query import EvidenceFilter, export_evidence
+    from minewatch.workspace.store import Workspace
+
+    ws = Workspace(workspace)
+    if not ws.exists:
+        raise UsageError(f"{workspace} is not a workspace (no catalog.duckdb): run `minewatch ingest` first")
+    writer = EvidenceWriter(output, choose_format(output, fmt))
+    try:
+        rows = export_evidence(ws, writer, EvidenceFilter(since, until, detector, category))
+    finally:
+        writer.close()
+    if output != "-":
+        err.print(f"{rows:,} evidence records written to {output}")

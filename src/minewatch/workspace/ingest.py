@@ -1,0 +1,217 @@
+"""`minewatch ingest`: input files -> day partitions of the canonical tables.
+
+Idempotent by content: a file whose sha256 the catalogue lists as done adds nothing.
+Resumable: a file left `started` (the process was killed) or `failed` is cleaned up and
+read again. Captures also go through the packet detectors here, since the payload
+heads they need are not stored; their evidence lands in the evidence table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pyarrow as pa
+
+from minewatch.detect import Context, load_all
+from minewatch.errors import InputError
+from minewatch.sources import ReadStats, sha256_file
+from minewatch.sources._records import Reject, SourceStats
+from minewatch.sources.detect_format import detect_format
+from minewatch.workspace.catalogue import Catalogue
+from minewatch.workspace.store import InputWriter, Workspace, write_rejects
+
+GENERIC_TABLES = ("csv", "parquet")
+
+
+@dataclass
+class FileResult:
+    path: str
+    sha256: str | None = None
+    format: str | None = None
+    status: str = ""  # ingested | redone | skipped (already done) | failed
+    accepted: int = 0
+    rejected: int = 0
+    tables: dict = field(default_factory=dict)  # table -> rows written
+    reasons: Counter = field(default_factory=Counter)  # reject reason -> count
+    notes: list = field(default_factory=list)
+    error: str | None = None
+    rejects_file: str | None = None
+
+
+@dataclass
+class IngestReport:
+    files: list[FileResult] = field(default_factory=list)
+    detector_errors: list[str] = field(default_factory=list)
+
+    def count(self, status: str) -> int:
+        return sum(1 for f in self.files if f.status == status)
+
+
+@dataclass
+class IngestOptions:
+    mapping: dict | None = None  # column mapping for generic CSV / Parquet tables
+    naive_tz: str = "UTC"
+    ctx: Context | None = None  # intel for the packet detectors
+    on_part: Callable[[Path], None] | None = None  # after each Parquet part file
+
+
+def expand_paths(paths: list[str]) -> list[str]:
+    """Files named, and every non-hidden file under folders named (recursively, sorted)."""
+    out: list[str] = []
+    for p in paths:
+        if Path(p).is_dir():
+            for root, dirs, files in os.walk(p):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+        else:
+            out.append(p)
+    return out
+
+
+def ingest(ws: Workspace, paths: list[str], options: IngestOptions | None = None,
+           on_file: Callable[[FileResult], None] | None = None) -> IngestReport:
+    options = options or IngestOptions()
+    ws.create()
+    report = IngestReport()
+    with Catalogue(ws.catalogue_path) as cat:
+        for path in expand_paths(paths):
+            result = ingest_file(ws, cat, path, options, report.detector_errors)
+            report.files.append(result)
+            if on_file:
+                on_file(result)
+    return report
+
+
+def ingest_file(ws: Workspace, cat: Catalogue, path: str, options: IngestOptions,
+                detector_errors: list[str]) -> FileResult:
+    result = FileResult(path)
+    try:
+        size = Path(path).stat().st_size
+        result.sha256 = sha = sha256_file(path)
+    except IsADirectoryError:
+        result.status, result.error = "failed", f"{path}: is a directory"
+        return result
+    except OSError as exc:
+        result.status, result.error = "failed", f"{path}: {exc.strerror or exc}"
+        return result
+    previous = cat.file(sha)
+    if previous is not None and previous.status == "done":
+        result.status, result.format = "skipped", previous.format
+        result.notes.append(f"already ingested as {previous.path}")
+        return result
+    if previous is not None:  # interrupted or failed before: undo what it left, then redo
+        ws.remove_input(sha)
+    source_file = str(Path(path).resolve())
+    if cat.source_file_taken(source_file, sha):  # same name, other content (a rotated log)
+        source_file = f"{source_file}#sha256:{sha[:16]}"
+    try:
+        result.format, format_error = detect_format(path), None
+    except InputError as exc:
+        format_error = exc
+    cat.start_file(sha, path, source_file, size, result.format)
+    writer = InputWriter(ws, sha, result.format or "unknown", options.on_part)
+    try:
+        if format_error is not None:
+            raise format_error
+        if result.format == "pcap":
+            _ingest_capture(path, source_file, sha, writer, options, result, detector_errors)
+        else:
+            _ingest_records(path, source_file, writer, options, result)
+    except InputError as exc:
+        ws.remove_input(sha)
+        result.status, result.error = "failed", str(exc)
+        result.tables = {}
+        cat.fail_file(sha, str(exc), result.rejected)
+        return result
+    except Exception as exc:  # a reader bug must not stop the other files
+        ws.remove_input(sha)
+        result.status, result.error = "failed", f"{path}: internal error while reading: {exc!r}"
+        cat.fail_file(sha, result.error, result.rejected)
+        return result
+    result.tables = dict(writer.rows)
+    cat.finish_file(sha, result.accepted, result.rejected, result.tables, result.notes)
+    result.status = "ingested" if previous is None else "redone"
+    return result
+
+
+def _with_source(batch: pa.RecordBatch, source_file: str) -> pa.RecordBatch:
+    """The stored source_file names the input unambiguously (absolute, hash-tagged if reused)."""
+    index = batch.schema.get_field_index("source_file")
+    return batch.set_column(index, batch.schema.field(index), pa.repeat(source_file, batch.num_rows))
+
+
+def _record_batches(path: str, fmt: str, stats: SourceStats, options: IngestOptions) -> Iterator:
+    if fmt == "zeek":
+        from minewatch.sources.zeek import read_zeek
+        return read_zeek(path, stats=stats)
+    if fmt == "suricata":
+        from minewatch.sources.suricata import read_suricata
+        return read_suricata(path, stats=stats)
+    if fmt in ("nfcapd", "nfdump-csv"):
+        from minewatch.sources.nfdump import read_nfdump
+        return read_nfdump(path, stats=stats, naive_tz=options.naive_tz)
+    if fmt == "dnslog":
+        from minewatch.sources.dnslog import read_dnslog
+        return read_dnslog(path, stats=stats, naive_tz=options.naive_tz)
+    if fmt in GENERIC_TABLES:
+        if not options.mapping:
+            raise InputError(path, f"a generic {fmt} table needs a column mapping "
+                                   "(--map ts_start=...,src_ip=...,dst_ip=...)")
+        from minewatch.sources.tabular import read_tabular
+        return read_tabular(path, options.mapping, stats=stats, naive_tz=options.naive_tz)
+    raise InputError(path, f"no reader for format {fmt}")
+
+
+def _ingest_records(path: str, source_file: str, writer: InputWriter, options: IngestOptions,
+                    result: FileResult) -> None:
+    stats = SourceStats(path)
+    try:
+        for table_name, batch in _record_batches(path, result.format, stats, options):
+            writer.write(table_name, _with_source(batch, source_file))
+    finally:
+        result.accepted, result.rejected = stats.accepted_total, stats.rejected_total
+        result.reasons = Counter(stats.rejected)
+        result.notes.extend(stats.notes)
+        if stats.ignored:
+            result.notes.append("ignored " + ", ".join(f"{n} {k}" for k, n in stats.ignored.most_common()))
+    rejects = [Reject(source_file, r.line, r.reason, r.raw) for r in stats.rejects]
+    if write_rejects(writer.ws, writer.sha256, rejects, stats.rejects_not_kept, source_file):
+        result.rejects_file = str(writer.ws.rejects_path(writer.sha256))
+
+
+def _capture_batches(path: str, stats: ReadStats) -> Iterator[pa.RecordBatch]:
+    from minewatch.sources.pcap import UnsupportedCapture, read_pcap
+
+    try:
+        yield from read_pcap(path, stats=stats)
+        return
+    except UnsupportedCapture:
+        stats.packets_skipped.clear()
+    from minewatch.sources.nfstream_source import read_nfstream
+
+    yield from read_nfstream(path, stats=stats)
+
+
+def _ingest_capture(path: str, source_file: str, sha: str, writer: InputWriter, options: IngestOptions,
+                    result: FileResult, detector_errors: list[str]) -> None:
+    from minewatch.evidence import detect_flows
+
+    ctx = options.ctx or Context()
+    detectors = list(load_all().values())
+    stats = ReadStats(path)
+    for batch in _capture_batches(path, stats):
+        batch = _with_source(batch, source_file)
+        writer.write("evidence", detect_flows(batch, detectors, ctx, sha, detector_errors))
+        writer.write("flows", batch)
+    result.accepted = stats.flows
+    for reason, n in stats.packets_skipped.most_common():
+        result.notes.append(f"{n} packets skipped: {reason}")
+    if stats.error:  # a capture cut short: the flows before the cut are kept
+        result.rejected = 1
+        result.reasons = Counter({stats.error: 1})
+        write_rejects(writer.ws, writer.sha256, [Reject(source_file, 0, stats.error, "")], 0, source_file)
+        result.rejects_file = str(writer.ws.rejects_path(sha))

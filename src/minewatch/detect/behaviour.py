@@ -25,9 +25,10 @@ when it drops. Each rule below is one of those facts; all must hold for a sessio
               packets, their coefficient of variation is <= max_iat_cv (Poisson is 1).
 
 "Messages" are payload packets where the source counts them, half the packets
-otherwise (NetFlow, Zeek: each message draws an ACK in a paced exchange). The server is the side with the lower port (pool ports 3333, 443,
-14444 are below any ephemeral port), so a flow split by an idle timeout, whose later
-records start with a server packet, still joins the right session.
+otherwise (NetFlow, Zeek: each message draws an ACK in a paced exchange). The server
+is the side with the lower port (pool ports 3333, 443, 14444 are below any ephemeral
+port), so a flow split by an idle timeout, whose later records start with a server
+packet, still joins the right session.
 
 The result is one evidence row per session, category `mining` at moderate
 confidence (shape alone, no protocol proof): it ranks a host for review and adds to
@@ -41,7 +42,7 @@ from minewatch.detect import sql_detector
 DETECTOR_ID = "beh.periodic_low_rate"
 VERSION = 1
 
-# Thresholds, each from the physics above; see README "Behaviour detector".
+# Thresholds, each from the physics above; measured in bench/behaviour_eval.py (.md).
 DEFAULTS: dict[str, float] = {
     "max_gap_s": 900,  # a reconnect or idle-timeout split within 15 min is the same session
     "min_span_s": 180,  # three minutes: several share and job periods
@@ -54,7 +55,7 @@ DEFAULTS: dict[str, float] = {
     "min_server_msg_bytes": 40,  # the shortest pool reply {"id":2,"result":true,...} is ~40 B
     "max_reconnects_per_10min": 1,  # a miner holds one connection for hours
     "max_client_msg_bytes": 3000,  # an Equihash share (ZEC, ZEN, BTG) is ~2.9 KB
-    "max_server_msg_bytes": 1200,  # job notifications: 250-900 bytes
+    "max_server_msg_bytes": 1200,  # jobs: 250-400 B (CryptoNote, Ethash), up to 1.2 KB (Bitcoin)
     "max_iat_cv": 1.8,  # Poisson is 1.0; shares split in two segments give sqrt(3) = 1.73
 }
 
@@ -171,8 +172,8 @@ SELECT
     'TCP' AS l4,
     'mining' AS category,
     -- shape alone: 0.5, more for a longer session and for known steady timing
-    round(0.5 + CASE WHEN span_s >= 3600 THEN 0.1 WHEN span_s >= 900 THEN 0.05 ELSE 0 END
-              + CASE WHEN client_iat_cv IS NOT NULL THEN 0.05 ELSE 0 END, 2) AS confidence,
+    CAST(0.5 + CASE WHEN span_s >= 3600 THEN 0.1 WHEN span_s >= 900 THEN 0.05 ELSE 0 END
+             + CASE WHEN client_iat_cv IS NOT NULL THEN 0.05 ELSE 0 END AS DOUBLE) AS confidence,
     'medium' AS severity,
     'TCP session to ' || server_ip || ':' || CAST(server_port AS VARCHAR) || ' for '
         || CASE WHEN span_s >= 3600
@@ -191,8 +192,8 @@ SELECT
         span_s := span_s,
         flows := n_flows,
         connections := n_connections,
-        client_messages := round(client_msgs),
-        server_messages := round(server_msgs),
+        client_messages := CAST(round(client_msgs) AS BIGINT),
+        server_messages := CAST(round(server_msgs) AS BIGINT),
         client_msg_bytes := round(client_msg_bytes),
         server_msg_bytes := round(server_msg_bytes),
         client_interval_s := round(client_interval_s, 1),

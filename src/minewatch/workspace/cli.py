@@ -39,6 +39,8 @@ def _describe_file(result) -> str:
         return f"[red]error:[/] {result.error}"
     if result.status == "skipped":
         return f"{result.path}: already ingested, nothing added"
+    if result.status == "ignored":
+        return f"[dim]{result.path}: ignored ({result.error})[/]"
     tables = ", ".join(f"{t} {n:,}" for t, n in sorted(result.tables.items())) or "no rows"
     text = f"{result.path}: {result.format}, accepted {result.accepted:,} ({tables}), rejected {result.rejected:,}"
     if result.reasons:
@@ -81,7 +83,8 @@ def ingest(
         accepted = sum(f.accepted for f in report.files)
         rejected = sum(f.rejected for f in report.files)
         out.print(f"{len(report.files)} files: {report.count('ingested') + report.count('redone')} ingested, "
-                  f"{report.count('skipped')} already there, {report.count('failed')} failed; "
+                  f"{report.count('skipped')} already there, {report.count('ignored')} ignored (not an input format), "
+                  f"{report.count('failed')} failed; "
                   f"{accepted:,} records accepted, {rejected:,} rejected")
     if report.count("failed"):
         raise typer.Exit(1)

@@ -32,7 +32,7 @@ class FileResult:
     path: str
     sha256: str | None = None
     format: str | None = None
-    status: str = ""  # ingested | redone | skipped (already done) | failed
+    status: str = ""  # ingested | redone | skipped (already done) | ignored (not an input, in a folder) | failed
     accepted: int = 0
     rejected: int = 0
     tables: dict = field(default_factory=dict)  # table -> rows written
@@ -59,16 +59,17 @@ class IngestOptions:
     on_part: Callable[[Path], None] | None = None  # after each Parquet part file
 
 
-def expand_paths(paths: list[str]) -> list[str]:
-    """Files named, and every non-hidden file under folders named (recursively, sorted)."""
-    out: list[str] = []
+def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
+    """(path, found in a folder) for the files named and every non-hidden file under the
+    folders named (recursively, sorted)."""
+    out: list[tuple[str, bool]] = []
     for p in paths:
         if Path(p).is_dir():
             for root, dirs, files in os.walk(p):
                 dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-                out.extend(os.path.join(root, f) for f in sorted(files) if not f.startswith("."))
+                out.extend((os.path.join(root, f), True) for f in sorted(files) if not f.startswith("."))
         else:
-            out.append(p)
+            out.append((p, False))
     return out
 
 
@@ -78,8 +79,8 @@ def ingest(ws: Workspace, paths: list[str], options: IngestOptions | None = None
     ws.create()
     report = IngestReport()
     with Catalogue(ws.catalogue_path) as cat:
-        for path in expand_paths(paths):
-            result = ingest_file(ws, cat, path, options, report.detector_errors)
+        for path, in_folder in expand_paths(paths):
+            result = ingest_file(ws, cat, path, options, report.detector_errors, in_folder)
             report.files.append(result)
             if on_file:
                 on_file(result)
@@ -87,7 +88,9 @@ def ingest(ws: Workspace, paths: list[str], options: IngestOptions | None = None
 
 
 def ingest_file(ws: Workspace, cat: Catalogue, path: str, options: IngestOptions,
-                detector_errors: list[str]) -> FileResult:
+                detector_errors: list[str], in_folder: bool = False) -> FileResult:
+    """Ingest one file. A file met while walking a folder that is of no known input format
+    (a README, a list) is ignored and counted; named explicitly, it fails."""
     result = FileResult(path)
     try:
         size = Path(path).stat().st_size
@@ -112,6 +115,9 @@ def ingest_file(ws: Workspace, cat: Catalogue, path: str, options: IngestOptions
         result.format, format_error = detect_format(path), None
     except InputError as exc:
         format_error = exc
+        if in_folder:
+            result.status, result.error = "ignored", exc.reason
+            return result
     cat.start_file(sha, path, source_file, size, result.format)
     writer = InputWriter(ws, sha, result.format or "unknown", options.on_part)
     try:

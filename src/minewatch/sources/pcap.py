@@ -53,7 +53,7 @@ def read_pcap(
     batch_rows: int = 65536,
     payload_bytes: int = 2048,
     payload_packets: int = 16,
-    idle_timeout: float = 120.0,
+    idle_timeout: float = 600.0,  # mining connections sit idle for minutes between jobs
     active_timeout: float = 1800.0,
     on_progress: Callable[[int], None] | None = None,
     source_name: str | None = None,

@@ -10,9 +10,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from minewatch.power.features import daily_matrix
+from minewatch.power.features import hourly_matrix
 from minewatch.power.ingest import read_meter_file
-from minewatch.power.model import score_meters, utility_rule
+from minewatch.power.model import _dip_events, onset_hour, reboots, score_meters, utility_rule, week_change
 from minewatch.power.scoring import verdict_record
 
 DATA = Path(__file__).parent / "data" / "power" / "cambridge_2018_b4_b40_b64.csv"
@@ -42,8 +42,8 @@ def score(series: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
                       "kw": pa.array(np.concatenate(kw), pa.float64(), from_pandas=True)})
     con = duckdb.connect()
     con.register("readings", table)
-    dm = daily_matrix(con, "readings", meter="meter_id")
-    return {v.meter: v for v in score_meters(dm)}, dm
+    block = hourly_matrix(con, "readings", meter="meter_id")
+    return {v.meter: v for v in score_meters(block)}, block.daily()
 
 
 def hours_of(ts: np.ndarray) -> np.ndarray:
@@ -121,3 +121,58 @@ def test_utility_rule_flags_flat_buildings_the_model_clears(buildings):
     rule = dict(zip(dm.meters, utility_rule(dm)))
     assert rule["b40"] and not verdicts["b40"].flagged
     assert not rule["b4"]
+
+
+def with_reboots(n: int, onset_h: int, kw: float, every_h: int = 24 * 9, length_h: int = 2) -> np.ndarray:
+    """A flat miner block from `onset_h` that drops to zero for `length_h` hours every
+    `every_h` hours (the units restarting), as the issue's injection model describes."""
+    load = np.where(np.arange(n) >= onset_h, kw, 0.0)
+    for start in range(onset_h + 30, n, every_h):
+        load[start : start + length_h] = 0.0
+    return load
+
+
+def test_reboot_dips_are_seen_and_explained(buildings):
+    """Short dips of the building load by the block's own size, after the onset only:
+    the restart signature, reported in the explanation."""
+    ts, kw = buildings["b64"]
+    added = 0.5 * np.nanmean(kw)
+    verdicts, _ = score({"b64": (ts, kw + with_reboots(len(ts), 20 * 24, added))})
+    v = verdicts["b64"]
+    assert v.flagged, v.failed
+    assert reboots(v.tests) == "seen"
+    assert v.tests["dips_post"] >= 3 and v.tests["dips_pre"] == 0
+    assert "short dips of about that size" in verdict_record(v, "b64")["explanation"]
+
+
+def test_large_flat_step_without_restarts_is_not_mining(buildings):
+    """A real 24/7 step-up (a server room, a process line): as flat as a miner block but
+    far above the hourly noise for seven weeks, and never a dip of its own size."""
+    ts, kw = buildings["b40"]
+    step = 2.0 * np.nanmean(kw)
+    verdicts, _ = score({"b40": (ts, kw + np.where(np.arange(len(ts)) >= 20 * 24, step, 0.0))})
+    v = verdicts["b40"]
+    assert not v.flagged
+    assert "reboots" in v.failed
+    # the same block with restarts is mining
+    verdicts, _ = score({"b40": (ts, kw + with_reboots(len(ts), 20 * 24, step))})
+    assert verdicts["b40"].flagged, verdicts["b40"].failed
+
+
+def test_dip_events_count_only_dips_of_the_step_size():
+    rng = np.random.default_rng(3)
+    y = 100 + rng.normal(0, 0.5, 24 * 20)
+    y[100:102] -= 20  # a 2-hour restart of a 20 kW block
+    y[300] -= 18
+    y[200] -= 60  # a whole-building outage: far deeper than the step
+    y[250] -= 3  # noise-sized
+    y[400:403] = np.nan  # missing hours never make a dip
+    assert list(_dip_events(y, 20.0)) == [100, 300]
+
+
+def test_onset_is_found_to_the_hour(buildings):
+    """The week-over-week change peaks at the switch-on hour, here 13:00 on day 30."""
+    ts, kw = buildings["b64"]
+    h0 = 30 * 24 + 13
+    y = kw + np.where(np.arange(len(ts)) >= h0, 0.5 * np.nanmean(kw), 0.0)
+    assert abs(onset_hour(week_change(y), 30) - h0) <= 2

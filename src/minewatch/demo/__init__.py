@@ -72,7 +72,7 @@ def run_workspace_demo(out_dir: Path, console: Console) -> int:
 
 
 def _meters_with_injected_miners(path: Path) -> None:
-    """The bundled real buildings plus one copy of b52 carrying 30 S9 miners from 1 June
+    """The bundled real buildings plus one copy of b52 carrying 30 S9 miners from 1 September
     (1.35 kW each, ±2% jitter, two 3-hour reboots a month): a synthetic, labelled positive."""
     import numpy as np
     import pyarrow as pa
@@ -83,7 +83,7 @@ def _meters_with_injected_miners(path: Path) -> None:
     hours = pc.cast(table["timestamp_utc"], pa.timestamp("s")).cast(pa.int64()).to_numpy()
     base = table["b52"].to_numpy(zero_copy_only=False).astype(float)
     rng = np.random.default_rng(2018)
-    on = hours >= np.datetime64("2018-06-01").astype("datetime64[s]").astype(np.int64)
+    on = hours >= np.datetime64("2018-09-01").astype("datetime64[s]").astype(np.int64)
     miners = 30 * 1.35 * (1 + rng.uniform(-0.02, 0.02, len(base)))
     day = (hours - hours[0]) // 86400
     rebooting = np.isin(day % 30, (9, 23)) & (hours // 3600 % 24 < 3)

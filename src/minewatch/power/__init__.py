@@ -2,8 +2,8 @@
 
 ingest.py   readers (long/wide CSV, Parquet) -> canonical meter readings, into a workspace
 quality.py  bad-input checks, counted per meter
-features.py per meter-day aggregates in SQL (DuckDB; portable SQL where possible)
-model.py    change detection on the daily base load, flat-step tests, verdicts
+features.py readings -> hourly blocks of meters (one DuckDB pass per block) and daily aggregates
+model.py    vectorised step search on the daily base, hourly tests (onset, ramp, restart dips), verdicts
 equipment.py miner hardware catalogue and the seized-equipment calculator
 cli.py      typer apps `meters_app` and `equipment_app`
 """

@@ -1,13 +1,19 @@
-"""Per meter-day features, computed in SQL over any relation with (meter, ts, kw).
+"""Readings -> dense hourly matrices (meters x hours), in blocks of meters, and the
+per meter-day aggregates derived from them.
 
-One pass, one GROUP BY: the heavy part of scoring. Hours and days come from integer
-epoch arithmetic rather than time-zone aware casts (several times faster in DuckDB).
-`epoch_us` is DuckDB's name; sqlglot maps it to Spark's `unix_micros`.
+DuckDB does one pass per block of meters: it filters readings (`kw > 0`: zeros and
+negatives are missing), turns timestamps into integer hour numbers (epoch arithmetic,
+no time-zone aware casts) and streams Arrow batches; numpy places them into the block
+with one `bincount` (so sub-hourly readings are averaged into their hour and duplicates
+cannot overwrite each other). Memory stays bounded: a block holds at most `max_cells`
+meter-hours. `epoch_us` is DuckDB's name; sqlglot maps it to Spark's `unix_micros`.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
+from typing import Iterator
 
 import duckdb
 import numpy as np
@@ -16,45 +22,23 @@ US_PER_HOUR = 3_600_000_000
 US_PER_DAY = 86_400_000_000
 NIGHT_HOURS = (0, 4)  # local hours whose mean is the "night" level
 DAY_HOURS = (9, 16)  # local hours whose mean is the "working day" level
-
-DAILY_SQL = """
-SELECT {meter} AS meter,
-       CAST((epoch_us(ts) + {offset_us}) // {us_day} AS INTEGER) AS day,
-       min(kw) AS base,
-       avg(kw) AS mean,
-       max(kw) AS peak,
-       avg(CASE WHEN ((epoch_us(ts) + {offset_us}) // {us_hour}) % 24 BETWEEN {n0} AND {n1}
-                THEN kw END) AS night,
-       avg(CASE WHEN ((epoch_us(ts) + {offset_us}) // {us_hour}) % 24 BETWEEN {d0} AND {d1}
-                THEN kw END) AS work,
-       count(*) AS n
-FROM {source}
-WHERE kw > 0
-GROUP BY 1, 2
-"""
-
-
-def daily_sql(source: str, meter: str = "meter_key", utc_offset_h: float = 0.0) -> str:
-    """SQL giving one row per meter-day. Zeros and negatives count as missing (`kw > 0`)."""
-    return DAILY_SQL.format(
-        meter=meter, source=source, offset_us=int(utc_offset_h * US_PER_HOUR),
-        us_day=US_PER_DAY, us_hour=US_PER_HOUR,
-        n0=NIGHT_HOURS[0], n1=NIGHT_HOURS[1], d0=DAY_HOURS[0], d1=DAY_HOURS[1],
-    )
+MIN_DAY_HOURS = 12  # a day with fewer valid hours has no daily values (min/mean biased)
+MAX_CELLS = 24_000_000  # meter-hours per block (float32: ~100 MB)
+BATCH_ROWS = 2_000_000
 
 
 @dataclass
 class DailyMatrix:
-    """Daily features as meters x days matrices (NaN where a day has no reading)."""
+    """Daily features as meters x days matrices (NaN where a day has too few readings)."""
 
     meters: np.ndarray  # meter keys (or ids), one per row
-    day0: int  # epoch day of column 0
+    day0: int  # epoch day (local) of column 0
     base: np.ndarray  # daily minimum kW: the base load
     mean: np.ndarray
     peak: np.ndarray
     night: np.ndarray
     work: np.ndarray
-    n: np.ndarray  # readings per day
+    n: np.ndarray  # readings (hours) per day
 
     @property
     def weekend(self) -> np.ndarray:
@@ -63,48 +47,141 @@ class DailyMatrix:
         return dow >= 5
 
 
-BATCH_METERS = 100_000  # meters per GROUP BY: small hash tables stay in cache
+@dataclass
+class HourlyBlock:
+    """Hourly mean kW of a block of meters; column 0 is local midnight of `day0`."""
+
+    meters: np.ndarray
+    day0: int
+    kw: np.ndarray  # float32 (meters, 24 * days), NaN = missing
+
+    def daily_base(self) -> np.ndarray:
+        """Daily minimum only (meters x days; NaN for days with too few hours): all the
+        first, vectorised stage of the model needs, cheaper than `daily()`."""
+        m, nh = self.kw.shape
+        d = self.kw.reshape(m, nh // 24, 24)
+        n = (~np.isnan(d)).reshape(-1, 24).view(np.uint8).astype(np.float32) @ np.ones(24, np.float32)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            base = np.fmin.reduce(d, axis=2).astype(np.float64)
+        base[n.reshape(m, nh // 24) < MIN_DAY_HOURS] = np.nan
+        return base
+
+    def rows(self, idx: np.ndarray) -> "HourlyBlock":
+        return HourlyBlock(self.meters[idx], self.day0, self.kw[idx])
+
+    def daily(self) -> DailyMatrix:
+        m, nh = self.kw.shape
+        d = self.kw.reshape(m, nh // 24, 24)
+        ok = ~np.isnan(d)
+        # sums and counts of the whole day, the night and the working hours in one
+        # matrix product each (much faster than NaN-aware reductions over 24 values)
+        pick = np.zeros((24, 3), dtype=np.float32)
+        pick[:, 0] = 1
+        pick[NIGHT_HOURS[0] : NIGHT_HOURS[1] + 1, 1] = 1
+        pick[DAY_HOURS[0] : DAY_HOURS[1] + 1, 2] = 1
+        flat = np.where(ok, d, np.float32(0)).reshape(-1, 24)
+        sums = (flat @ pick).reshape(m, nh // 24, 3)
+        counts = (ok.reshape(-1, 24).astype(np.float32) @ pick).reshape(m, nh // 24, 3)
+        n = counts[:, :, 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = (sums / counts).astype(np.float64)
+        mean, night, work = means[:, :, 0], means[:, :, 1], means[:, :, 2]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            base = np.fmin.reduce(d, axis=2).astype(np.float64)
+            peak = np.fmax.reduce(d, axis=2).astype(np.float64)
+        short = n < MIN_DAY_HOURS
+        for a in (base, peak, mean, night, work):
+            a[short] = np.nan
+        return DailyMatrix(self.meters, self.day0, base, mean, peak, night, work, n.astype(np.float64))
+
+
+def _hour_expr(offset_us: int) -> str:
+    return f"(epoch_us(ts) + {offset_us}) // {US_PER_HOUR}"
+
+
+def _place(cell: np.ndarray, kw: np.ndarray, n: int) -> np.ndarray:
+    """Cells -> flat float32 array of hourly means (NaN where no reading). With one
+    reading per hour (the usual case) each lands in its own cell and one scatter does;
+    when fewer cells than readings got filled, several readings share an hour
+    (sub-hourly data): they are averaged with bincount."""
+    out = np.full(n, np.nan, dtype=np.float32)
+    if len(cell) == 0:
+        return out
+    out[cell] = kw
+    if np.count_nonzero(~np.isnan(out)) == len(cell):
+        return out
+    sums = np.bincount(cell, weights=kw, minlength=n)
+    counts = np.bincount(cell, minlength=n)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sums / counts).astype(np.float32)
+
+
+def hourly_blocks(con: duckdb.DuckDBPyConnection, source: str, meter: str = "meter_key",
+                  utc_offset_h: float = 0.0, max_cells: int = MAX_CELLS) -> Iterator[HourlyBlock]:
+    """Yield the readings of `source` (columns meter, ts, kw) as hourly blocks.
+
+    With an integer `meter_key` blocks are key ranges (Parquet sorted by key lets each
+    range skip the other row groups); any other meter column is first numbered."""
+    offset_us = int(utc_offset_h * US_PER_HOUR)
+    hour = _hour_expr(offset_us)
+    if meter == "meter_key":
+        keyed = source
+        lo, hi, h_lo, h_hi = con.sql(
+            f"SELECT min(meter_key), max(meter_key), min({hour}), max({hour}) FROM {source} "
+            "WHERE kw > 0").fetchall()[0]
+        names = None
+    else:
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _meter_codes AS
+                        SELECT meter, CAST(row_number() OVER (ORDER BY meter) - 1 AS INTEGER) AS code
+                        FROM (SELECT DISTINCT {meter} AS meter FROM {source} WHERE {meter} IS NOT NULL)""")
+        names = con.sql("SELECT meter FROM _meter_codes ORDER BY code").fetchnumpy()["meter"]
+        names = np.asarray(names, dtype=object)
+        keyed = (f"(SELECT c.code AS meter_key, s.ts, s.kw FROM {source} s "
+                 f"JOIN _meter_codes c ON s.{meter} = c.meter)")
+        lo, hi = 0, len(names) - 1
+        h_lo, h_hi = con.sql(f"SELECT min({hour}), max({hour}) FROM {source} WHERE kw > 0").fetchall()[0]
+    if lo is None or h_lo is None or hi < lo:
+        return
+    day0 = int(h_lo) // 24
+    nh = (int(h_hi) // 24 - day0 + 1) * 24
+    per_block = max(1, max_cells // nh)
+    for a in range(int(lo), int(hi) + 1, per_block):
+        b = min(int(hi), a + per_block - 1)
+        rows = b - a + 1
+        cell_type = "INTEGER" if rows * nh < 2**31 else "BIGINT"
+        rel = con.sql(f"""SELECT CAST((meter_key - {a}) * {nh} + ({hour} - {day0 * 24}) AS {cell_type}) AS cell,
+                                 CAST(kw AS FLOAT) AS kw
+                          FROM {keyed} WHERE meter_key BETWEEN {a} AND {b} AND kw > 0""")
+        cells, values = [], []
+        for batch in rel.to_arrow_reader(BATCH_ROWS):
+            cells.append(batch.column(0).to_numpy())
+            values.append(batch.column(1).to_numpy(zero_copy_only=False))
+        cell = np.concatenate(cells) if cells else np.zeros(0, dtype=np.int64)
+        kw = np.concatenate(values) if values else np.zeros(0)
+        ok = ~np.isnan(kw)  # NaN sorts above everything in DuckDB, so `kw > 0` keeps it
+        if not ok.all():
+            cell, kw = cell[ok], kw[ok]
+        kw_block = _place(cell, kw, rows * nh).reshape(rows, nh)
+        present = ~np.isnan(kw_block).all(axis=1)
+        meters = np.arange(a, b + 1) if names is None else names[a : b + 1]
+        if present.all():
+            yield HourlyBlock(meters, day0, kw_block)
+        elif present.any():
+            yield HourlyBlock(meters[present], day0, kw_block[present])
+
+
+def hourly_matrix(con: duckdb.DuckDBPyConnection, source: str, meter: str = "meter_key",
+                  utc_offset_h: float = 0.0) -> HourlyBlock:
+    """All meters of `source` in one block (for small inputs: tests, one meter, the benchmark)."""
+    blocks = list(hourly_blocks(con, source, meter, utc_offset_h, max_cells=1 << 62))
+    if not blocks:
+        return HourlyBlock(np.array([]), 0, np.zeros((0, 24), dtype=np.float32))
+    return blocks[0]
 
 
 def daily_matrix(con: duckdb.DuckDBPyConnection, source: str, meter: str = "meter_key",
-                 utc_offset_h: float = 0.0, batch_meters: int = BATCH_METERS) -> DailyMatrix:
-    """Run the daily SQL and pivot its rows into dense meters x days matrices.
-
-    With an integer meter key the work is split into key ranges: several small
-    aggregations run much faster than one with tens of millions of groups, and
-    Parquet sorted by meter_key lets each range skip the other row groups."""
-    ranges = [None]
-    if meter == "meter_key" and batch_meters:
-        lo, hi = con.sql(f"SELECT min(meter_key), max(meter_key) FROM {source}").fetchall()[0]
-        if lo is not None and hi - lo >= batch_meters:
-            ranges = [(a, min(hi, a + batch_meters - 1)) for a in range(lo, hi + 1, batch_meters)]
-    parts = []
-    for r in ranges:
-        src = source if r is None else (
-            f"(SELECT * FROM {source} WHERE meter_key BETWEEN {r[0]} AND {r[1]})")
-        parts.append(con.sql(daily_sql(src, meter, utc_offset_h)).fetchnumpy())
-    if len(parts) == 1:
-        return pivot_daily(parts[0])
-    cols = {k: np.ma.concatenate([np.ma.asarray(p[k]) for p in parts]) for k in parts[0]}
-    return pivot_daily(cols)
-
-
-def pivot_daily(cols: dict) -> DailyMatrix:
-    meter_vals = np.asarray(cols["meter"])
-    days = np.asarray(cols["day"]).astype(np.int64)
-    if len(days) == 0:
-        empty = np.zeros((0, 0))
-        return DailyMatrix(np.array([]), 0, empty, empty, empty, empty, empty, empty)
-    meters, row = np.unique(meter_vals, return_inverse=True)
-    day0 = int(days.min())
-    col = days - day0
-    shape = (len(meters), int(col.max()) + 1)
-
-    def dense(name: str) -> np.ndarray:
-        out = np.full(shape, np.nan, dtype=np.float64)
-        vals = np.ma.filled(np.ma.asarray(cols[name]).astype(np.float64), np.nan)
-        out[row, col] = vals
-        return out
-
-    return DailyMatrix(meters, day0, dense("base"), dense("mean"), dense("peak"),
-                       dense("night"), dense("work"), dense("n"))
+                 utc_offset_h: float = 0.0) -> DailyMatrix:
+    """Daily features of every meter (see HourlyBlock.daily)."""
+    return hourly_matrix(con, source, meter, utc_offset_h).daily()

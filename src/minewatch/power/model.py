@@ -1,20 +1,26 @@
-"""Mining = a persistent, abrupt, flat step up in a meter's base load.
+"""Mining = a persistent, abrupt, flat step up in a meter's load, with restart dips.
 
-On the daily series (features.DailyMatrix):
-1. candidate step: for every split day k, median base over the W days after minus the
-   W days before (two full weeks, so the weekly rhythm cancels); the best split per
-   meter, scaled by the meter's own day-to-day noise, is `z`.
-2. tests at that split, on up to `SEG` days either side:
-   - flat: the daily mean, the night mean, the working-hours mean, weekdays and
-     weekends all rose by about the base step (miners add the same kW every hour);
-     occupancy, new office equipment and cooling raise the day more than the night;
-   - abrupt: most of the step happens within a few days (heating/cooling ramps);
-   - persistent: base stays up until the end of the data (seasonal loads return);
-   - new: the base never stood that high before the split (end of a holiday,
-     renovation or lockdown returns to an earlier level);
-   - flat-by-nature buildings (labs, server rooms) pass none of this unless they step.
-3. score = noise-scaled step damped by each failed test; flagged above a threshold.
-Everything is vectorised over meters except the tests, which run on candidates only.
+Stage 1, vectorised over all meters (features.HourlyBlock.daily_base):
+  for every split day k, median daily minimum over the 14 days after minus the 14
+  days before; in units of the larger of the day-to-day scatter and the building's
+  own wander (the spread of the same statistic over the year's other splits), that is
+  `z`. The three strongest splits, two windows apart, are kept per meter.
+Stage 2, per candidate meter (z high enough that a pass could flag), at each split:
+  - onset to the hour: where the week-over-week change of the hourly load peaks;
+  - abrupt: the neighbouring weeks changed little (a switch-on, not a weather ramp);
+  - flat: the night carried the step and the day (mean, working hours, weekend,
+    peak) did not rise clearly more, beyond noise and the building's own wander
+    (occupancy, daytime equipment, cooling); one hypothesis, one test;
+  - new level: the base had not stood that high just before (return from a dip);
+  - not ended: the base did not fall back by most of the step later;
+  - seen long enough: >= 10 days before and >= 14 days after;
+  - reboots: short (1-3 h) dips of about the step's own size after the onset, rare
+    (1-8 a month) and absent before, are miners restarting: they outweigh one failed
+    test and add to the strength; a block far above the hourly noise that shows no
+    such dip in 45+ days counts as a failed test (real server rooms and HVAC seldom
+    drop by exactly their own size).
+Score = strength(z) damped by 0.3 per failed test; flagged at FLAG_SCORE, which was
+calibrated on the 2017-2018 buildings only (bench/power_eval.py; 2019-2020 held out).
 """
 
 from __future__ import annotations
@@ -24,19 +30,24 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from minewatch.power.features import DailyMatrix
+from minewatch.power.features import DailyMatrix, HourlyBlock
 
 WINDOW = 14  # days either side of a candidate split
 SEG = 28  # days either side used by the tests
 LOOKBACK = 56  # days before the pre window searched for an earlier, equal level
 MIN_DAYS = 21  # fewer valid days than this: not scored
-CANDIDATE_Z = 4.0  # meters below this step strength skip the tests
-FLAG_SCORE = 0.5
-# below this z even a step passing every test scores under FLAG_SCORE: skip the tests
-TESTED_Z = CANDIDATE_Z - 3.0 * float(np.log(1.0 - FLAG_SCORE))
+CANDIDATE_Z = 3.0  # step strength is 0 at this z and rises towards 1 above it
+FLAG_SCORE = 0.8  # calibrated: <= 2 % of the 2017-2018 clean building-years flagged
+REBOOT_BONUS = 3.0  # reboot dips seen with the step count as this much extra z
+# below this z even a step passing every test (with restarts) scores under FLAG_SCORE
+TESTED_Z = CANDIDATE_Z - 3.0 * float(np.log(1.0 - FLAG_SCORE)) - REBOOT_BONUS
 CHUNK = 20_000  # meters per vectorised block (bounds memory)
-MIN_STEP_KW = 0.25
-STEP_ESTIMATE = "step"  # which measured step is reported as the added kW  # below this a step is within meter rounding
+TOP_SPLITS = 3  # candidate splits per meter, tested in turn
+WANDER_WEIGHT = 1.0  # share of the wander in the step noise
+MIN_STEP_KW = 0.25  # below this a step is within meter rounding
+MIN_POST_DAYS = 14  # a step must be seen to last two weeks before it is called
+MIN_PRE_DAYS = 10  # and to have ten days of readings before it
+STEP_ESTIMATE = "step"  # which measured step is reported as the added kW
 
 
 @dataclass
@@ -73,38 +84,74 @@ def noise_scale(base: np.ndarray) -> np.ndarray:
     return np.fmax(mad, np.fmax(0.01 * level, 0.05))
 
 
-def best_steps(base: np.ndarray, window: int = WINDOW) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(k, step_kw, z) of the strongest upward step per meter; k=-1 if none."""
+def step_profile(base: np.ndarray, window: int = WINDOW) -> tuple[int, np.ndarray, np.ndarray]:
+    """(w, steps, z): for every split k = j + w, the median base over the w days after
+    minus the w days before, and that step in units of the meter's noise. The noise is
+    the larger of the day-to-day scatter and the building's own wander (the robust
+    spread of the same statistic over all splits: most splits have no change)."""
     m, d = base.shape
-    k_out = np.full(m, -1, dtype=np.int64)
-    step_out = np.zeros(m)
-    z_out = np.zeros(m)
     w = min(window, d // 3)
     if w < 5:
-        return k_out, step_out, z_out
-    sigma = noise_scale(base)
+        return w, np.zeros((m, 0)), np.zeros((m, 0))
+    med = _nanmedian_windows(base, w)  # med[:, j] = median(base[j:j+w])
+    valid = sliding_window_view(~np.isnan(base), w, axis=1).sum(axis=2)
+    med[valid < (w + 1) // 2] = np.nan  # a window needs half its days
+    steps = med[:, w:] - med[:, : med.shape[1] - w]
+    import warnings
+    # the splits around the largest step see that step itself: leave them out
+    cols = np.arange(steps.shape[1])
+    top = np.argmax(np.nan_to_num(steps, nan=-np.inf), axis=1)
+    rest = np.where(np.abs(cols[None, :] - top[:, None]) < w, np.nan, steps)
+    enough = np.sum(~np.isnan(rest), axis=1) >= 5
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre = np.nanmedian(rest, axis=1)
+        wander = 1.4826 * np.nanmedian(np.abs(rest - centre[:, None]), axis=1)
+    wander = np.where(enough, wander, 0.0)
+    # a median of w noisy days has sd ~ 1.25 sigma / sqrt(w)
+    scatter = noise_scale(base) * 1.25 * np.sqrt(2.0 / w)
+    scale = np.fmax(scatter, WANDER_WEIGHT * np.nan_to_num(wander))
+    return w, steps, steps / scale[:, None]
+
+
+def best_steps(base: np.ndarray, window: int = WINDOW, top: int = TOP_SPLITS
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(k, step_kw, z), each (meters, top): the strongest upward steps per meter at
+    splits at least two windows apart, strongest first; k=-1 where there is none."""
+    m = base.shape[0]
+    k_out = np.full((m, top), -1, dtype=np.int64)
+    step_out = np.zeros((m, top))
+    z_out = np.zeros((m, top))
     for lo in range(0, m, CHUNK):
         hi = min(m, lo + CHUNK)
-        med = _nanmedian_windows(base[lo:hi], w)  # med[:, j] = median(base[j:j+w])
-        valid = sliding_window_view(~np.isnan(base[lo:hi]), w, axis=1).sum(axis=2)
-        med[valid < (w + 1) // 2] = np.nan  # a window needs half its days
-        steps = med[:, w:] - med[:, : med.shape[1] - w]  # split k = j + w
-        # a median of w noisy days has sd ~ 1.25 sigma / sqrt(w)
-        z = steps / (sigma[lo:hi, None] * 1.25 * np.sqrt(2.0 / w))
+        w, steps, z = step_profile(base[lo:hi], window)
+        if steps.shape[1] == 0:
+            continue
         z = np.where(np.isnan(z), -np.inf, z)
-        j = np.argmax(z, axis=1)
         rows = np.arange(hi - lo)
-        k_out[lo:hi] = j + w
-        step_out[lo:hi] = steps[rows, j]
-        z_out[lo:hi] = z[rows, j]
-    bad = ~np.isfinite(z_out)
-    k_out[bad], step_out[bad], z_out[bad] = -1, 0.0, 0.0
+        cols = np.arange(z.shape[1])
+        for t in range(top):
+            j = np.argmax(z, axis=1)
+            zj = z[rows, j]
+            ok = np.isfinite(zj)
+            k_out[lo:hi, t] = np.where(ok, j + w, -1)
+            step_out[lo:hi, t] = np.where(ok, steps[rows, j], 0.0)
+            z_out[lo:hi, t] = np.where(ok, zj, 0.0)
+            z[np.abs(cols[None, :] - j[:, None]) < 2 * w] = -np.inf
     return k_out, step_out, z_out
 
 
+def _median(x: np.ndarray) -> float:
+    """Median of a NaN-free 1-d array (sort-based: np.median's overhead dominates here)."""
+    n = len(x)
+    if n == 0:
+        return float("nan")
+    s = np.sort(x)
+    return float(s[(n - 1) // 2] + s[n // 2]) / 2
+
+
 def _med(x: np.ndarray) -> float:
-    x = x[~np.isnan(x)]
-    return float(np.median(x)) if len(x) else float("nan")
+    return _median(x[~np.isnan(x)])
 
 
 def refine_onset(base: np.ndarray, k: int, pre: float, step: float, window: int) -> int:
@@ -122,7 +169,7 @@ def _noise1(x: np.ndarray) -> float:
     x = x[~np.isnan(x)]
     if len(x) < 3:
         return float("inf")
-    return float(np.median(np.abs(np.diff(x))) * 1.4826 / np.sqrt(2)) + 1e-9
+    return _median(np.abs(np.diff(x))) * 1.4826 / np.sqrt(2) + 1e-9
 
 
 def _max_fortnight(x: np.ndarray, level: float, step: float, up: bool, w: int = 14) -> float:
@@ -137,13 +184,75 @@ def _max_fortnight(x: np.ndarray, level: float, step: float, up: bool, w: int = 
     return float(np.nanmax(falls) / step) if np.any(~np.isnan(falls)) else 0.0
 
 
+def _wander(x: np.ndarray, w: int) -> float:
+    """The series' own month-to-month wander: robust spread of the change between
+    adjacent w-day medians over all splits (NaN when the series is too short)."""
+    if np.sum(~np.isnan(x)) < 3 * w:
+        return float("nan")
+    med = _nanmedian_windows(x[None, :], w)[0]
+    d = med[w:] - med[:-w]
+    d = d[~np.isnan(d)]
+    if len(d) < 3:
+        return float("nan")
+    return 1.4826 * _median(np.abs(d - _median(d)))
+
+
+def wander_rows(x: np.ndarray, w: int) -> np.ndarray:
+    """`_wander` of every row of x at once (for all candidate meters together)."""
+    out = np.full(x.shape[0], np.nan)
+    if x.shape[1] < 2 * w + 1 or x.shape[0] == 0:
+        return out
+    med = _nanmedian_windows(x, w)
+    d = med[:, w:] - med[:, :-w]
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        centre = np.nanmedian(d, axis=1)
+        spread = 1.4826 * np.nanmedian(np.abs(d - centre[:, None]), axis=1)
+    enough = (np.sum(~np.isnan(x), axis=1) >= 3 * w) & (np.sum(~np.isnan(d), axis=1) >= 3)
+    out[enough] = spread[enough]
+    return out
+
+
+def _dip_events(y: np.ndarray, step: float) -> np.ndarray:
+    """Start hours of short dips (1-3 h) whose depth is about the step: the load falls
+    by 0.4-1.3 x step below BOTH the hour before and the hour after (miners rebooting).
+    NaN (missing) hours never make a dip."""
+    n = len(y)
+    hit = np.zeros(n, dtype=bool)
+    for dur in (1, 2, 3):
+        if n < dur + 2:
+            break
+        inside = sliding_window_view(y, dur)[1 : n - dur]  # hours t .. t+dur-1, t = 1 .. n-dur-1
+        top = inside.max(axis=1)
+        edge = np.fmin(y[: n - dur - 1], y[dur + 1 :])
+        edge = np.where(np.isnan(y[: n - dur - 1]) | np.isnan(y[dur + 1 :]), np.nan, edge)
+        depth = edge - top
+        with np.errstate(invalid="ignore"):
+            ok = (depth >= DIP_DEPTH[0] * step) & (depth <= DIP_DEPTH[1] * step)
+        hit[1 : n - dur][ok] = True
+    return np.flatnonzero(hit & ~np.r_[False, hit[:-1]])  # one event per run
+
+
+def _hour_noise(y: np.ndarray) -> float:
+    """Robust sd of hour-to-hour changes (NaN when too few)."""
+    d = np.diff(y)
+    d = d[~np.isnan(d)]
+    if len(d) < 48:
+        return float("nan")
+    nonzero = np.abs(d[d != 0])
+    resolution = float(nonzero.min()) if len(nonzero) else 0.0  # rounded meters: MAD can be 0
+    return max(1.4826 * _median(np.abs(d - _median(d))), resolution)
+
+
 def step_tests(row: dict, k: int) -> dict:
-    """Measurements at split k of one meter's daily series `row` (see module doc).
+    """Measurements at split k of one meter's daily series `row` (see module doc), and of
+    its hourly series `row["hourly"]` when given (reboot dips, added hourly noise).
 
     Each `flat_*` value is the rise of that statistic minus the base step, in units
     of its own uncertainty (0 = exactly flat; > 0 = rose more than the base, as with
-    occupancy); `abrupt` the same for the rise over the 4 days around the split;
-    ratios are kept beside them for the explanation."""
+    occupancy); `wander_*` the statistic's own month-to-month wander (kW), which a
+    building's use can explain; ratios are kept beside them for the explanation."""
     b = row["base"]
     weekend = row["weekend"]
     d = len(b)
@@ -158,6 +267,7 @@ def step_tests(row: dict, k: int) -> dict:
     n_pre = max(1, int(np.sum(~np.isnan(b[lo:k]))))
     n_post = max(1, int(np.sum(~np.isnan(b[k:hi]))))
     sd_base = 1.25 * _noise1(b[lo:hi]) * np.sqrt(1 / n_pre + 1 / n_post)
+    w_seg = min(SEG, max(5, d // 3))
 
     def deviation(name: str, series: np.ndarray, mask: np.ndarray | None = None) -> None:
         s = series if mask is None else np.where(mask, series, np.nan)
@@ -165,20 +275,27 @@ def step_tests(row: dict, k: int) -> dict:
         scale = 1.25 * _noise1(s[lo:hi]) * np.sqrt(1 / max(1, n_pre // 3) + 1 / max(1, n_post // 3))
         t[f"ratio_{name}"] = rise / step
         t[f"flat_{name}"] = (rise - step) / np.hypot(scale, sd_base)
+        cache = row.setdefault("_wander", {})
+        if name not in cache:  # a property of the series, not of the split
+            cache[name] = _wander(s, w_seg)
+        t[f"wander_{name}"] = cache[name] / step
 
     t["pre_mean"] = _med(row["mean"][lo:k])
     deviation("mean", row["mean"])
     deviation("night", row["night"])
     deviation("work", row["work"], ~weekend)
     deviation("weekend", row["mean"], weekend)
+    deviation("peak", row["peak"])
     # abrupt: the step seen with 4-day medians right at the split, vs the full step
-    jump = _med(b[k : k + 4]) - _med(b[max(0, k - 4) : k])
+    before, after = b[:k][~np.isnan(b[:k])], b[k:][~np.isnan(b[k:])]
+    jump = _med(after[:4]) - _med(before[-4:])  # 4 days with readings either side
     t["ratio_abrupt"] = jump / step
     t["abrupt"] = (jump - step) / (1.25 * _noise1(b[lo:hi]) * np.sqrt(0.5))
     # persistent: share of later days above the halfway level
     later = b[k:]
     later = later[~np.isnan(later)]
     t["persist"] = float(np.mean(later > pre_b + step / 2)) if len(later) else 0.0
+    deviation("base", b)  # wander_base: the step against the base's own wander
     # a dip, not a rise: some fortnight in the LOOKBACK days before the pre window
     # already stood at the new level (end of a holiday, a closure, a lockdown)
     early = b[max(0, k - WINDOW - LOOKBACK) : max(0, k - WINDOW)]
@@ -187,79 +304,246 @@ def step_tests(row: dict, k: int) -> dict:
     # a load that switches seasonally); from just after the post window onwards
     t["ended"] = _max_fortnight(b[k:], post_b, step, up=False, w=28)
     t["pre_days"] = float(n_pre)
-    t["ratio_peak"] = (_med(row["peak"][k:hi]) - _med(row["peak"][lo:k])) / step
+    # a miner block adds a constant: the day-to-day scatter of the base stays the same;
+    # weather-driven loads (heating, cooling) add their own day-to-day scatter
+    sd_pre, sd_post = _noise1(b[lo:k]), _noise1(b[k:hi])
+    t["added_scatter"] = float(np.sqrt(max(sd_post ** 2 - sd_pre ** 2, 0.0)) / step) if np.isfinite(sd_pre + sd_post) else float("nan")
+    t["post_span"] = float(np.sum(~np.isnan(b[k:])))  # days with readings from the onset on
+    y = row.get("hourly")
+    if y is not None:
+        kh = 24 * k
+        ev = _dip_events(y, step)
+        pre_days = max(1.0, np.sum(~np.isnan(y[:kh])) / 24)
+        post_days = max(1.0, np.sum(~np.isnan(y[kh:])) / 24)
+        t["dips_post"] = float(np.sum(ev >= kh))
+        t["dips_pre"] = float(np.sum(ev < kh))
+        t["dip_rate_post"] = t["dips_post"] / post_days * 30
+        t["dip_rate_pre"] = t["dips_pre"] / pre_days * 30
+        a, z = 24 * max(0, k - SEG), 24 * min(d, k + SEG)
+        n_pre_h, n_post_h = _hour_noise(y[a:kh]), _hour_noise(y[kh:z])
+        t["added_noise"] = float(np.sqrt(max(n_post_h ** 2 - n_pre_h ** 2, 0.0)) / step)
+        t["dip_snr"] = step / n_pre_h if n_pre_h > 0 else float("inf")
+        t["post_days"] = float(post_days)
     return t
 
 
-# The tests. Each returns True when the measurement looks like mining. Ratios are the
-# rise of a statistic over the base step; deviations the same in noise units, so a
-# noisy building is not failed on a ratio its noise cannot resolve. Day-time, mean,
+# The tests. Each returns True when the measurement looks like mining. Day-time, mean,
 # weekend and peak may rise LESS than the base (the building's own use fell at the
 # same time, e.g. end of term) but not clearly MORE (occupancy, new office equipment,
-# cooling): one-sided. The night must carry the whole step: two-sided.
+# cooling): one-sided. The night must carry the whole step: two-sided. "Clearly" means
+# beyond the statistic's noise AND beyond the building's own month-to-month wander.
 RATIO_HIGH = 1.35
 RATIO_NIGHT = (0.7, 1.35)
 DEV_OK = 2.0
+WANDER_OK = 3.0  # an excess within this many wanders is the building, not the step
+TOL_MAX = 0.65  # at most this much (in steps) is forgiven to noise and wander
+DIP_DEPTH = (0.4, 1.3)  # reboot dips: depth as a share of the step
+DIPS_MIN, DIP_RATE = 3, (1.0, 8.0)  # reboots seen: >= 3 dips, 1-8 a month (rare events), well above the pre rate
+DIP_SNR = 8.0  # step / hour-to-hour noise above which reboot dips would stand out
 
 
-def _not_more(t: dict, name: str) -> bool:
-    return t.get(f"ratio_{name}", np.nan) <= RATIO_HIGH or t.get(f"flat_{name}", np.nan) <= DEV_OK
+def _tolerance(t: dict, name: str) -> float:
+    """How far (in units of the step) the ratio may stray because of the statistic's
+    noise or the building's own wander; capped, so a step too small to show its shape
+    cannot pass every shape test by default."""
+    r, f = t.get(f"ratio_{name}", np.nan), t.get(f"flat_{name}", np.nan)
+    noise = abs((r - 1.0) / f) if f and np.isfinite(f) and f != 0 else 0.0  # 1 sd, in steps
+    wander = t.get(f"wander_{name}", np.nan)
+    tol = max(DEV_OK * noise, WANDER_OK * (wander if np.isfinite(wander) else 0.0))
+    return min(tol, TOL_MAX)
+
+
+def _not_more(t: dict, name: str, high: float = RATIO_HIGH) -> bool:
+    """Rose not clearly more than the base (it may rise less or even fall: the
+    building's own use can drop at the same time, as in a lockdown)."""
+    return t.get(f"ratio_{name}", np.nan) <= high + _tolerance(t, name)
+
+
+def _night_ok(t: dict) -> bool:
+    r = t.get("ratio_night", np.nan)
+    tol = _tolerance(t, "night")
+    return RATIO_NIGHT[0] - tol <= r <= RATIO_NIGHT[1] + tol
+
+
+def _day_ok(t: dict) -> bool:
+    """One hypothesis, one test: the day (mean, working hours, weekend, peak) rose clearly
+    more than the base, i.e. a daytime load came with or instead of a flat block."""
+    return (_not_more(t, "mean") and _not_more(t, "work") and _not_more(t, "weekend")
+            and _not_more(t, "peak", 2.0))
+
+
+def _abrupt_ok(t: dict) -> bool:
+    """Switched on, not ramped: with hourly data, the neighbouring weeks changed little
+    (less than half the onset week, or within their usual spread); otherwise most of the
+    step shows in the 4 days either side."""
+    if "ramp" in t and np.isfinite(t["ramp"]):
+        return t["ramp"] <= 0.5 or t["ramp_z"] <= 3.0
+    return t.get("ratio_abrupt", 0.0) >= 0.5 or t.get("abrupt", -np.inf) >= -4.0
 
 
 TESTS = {
-    "flat_mean": lambda t: _not_more(t, "mean"),
-    "flat_work": lambda t: _not_more(t, "work"),
-    "flat_weekend": lambda t: _not_more(t, "weekend"),
-    "flat_peak": lambda t: t.get("ratio_peak", np.nan) <= 2.0 or t.get("flat_mean", np.nan) <= DEV_OK,
-    "flat_night": lambda t: (RATIO_NIGHT[0] <= t.get("ratio_night", np.nan) <= RATIO_NIGHT[1]
-                             or abs(t.get("flat_night", np.nan)) <= DEV_OK),
-    "abrupt": lambda t: t.get("ratio_abrupt", 0.0) >= 0.5 or t.get("abrupt", -np.inf) >= -4.0,
-    "persist": lambda t: t.get("persist", 0.0) >= 0.75,
+    "flat_day": _day_ok,
+    "flat_night": _night_ok,
+    "abrupt": _abrupt_ok,
     "new_level": lambda t: t.get("earlier", np.inf) <= 0.75,
     "not_ended": lambda t: t.get("ended", np.inf) <= 0.6,
-    "enough_days": lambda t: t.get("pre_days", 0.0) >= 10,
+    "enough_days": lambda t: t.get("pre_days", 0.0) >= MIN_PRE_DAYS,
+    "seen_long": lambda t: t.get("post_span", 0.0) >= MIN_POST_DAYS,
 }
 
 
+def reboots(t: dict) -> str:
+    """'seen': short dips of about the step's size came with it (miners restarting);
+    'missing': the step stands far above the hourly noise, so such dips would show,
+    yet in months none did; '' when the hourly data cannot tell."""
+    if "dips_post" not in t:
+        return ""
+    if (t["dips_post"] >= DIPS_MIN and DIP_RATE[0] <= t["dip_rate_post"] <= DIP_RATE[1]
+            and t.get("dip_snr", 0.0) >= DIP_SNR
+            and t["dip_rate_post"] >= 2 * t["dip_rate_pre"] + 0.3):
+        return "seen"
+    if t.get("dip_snr", 0.0) >= DIP_SNR and t.get("post_days", 0.0) >= 45 and t["dip_rate_post"] < 0.5:
+        return "missing"
+    return ""
+
+
 def score_from(z: float, tests: dict) -> tuple[float, list]:
-    """Score in 0..1: step strength, damped by 0.3 for every failed test."""
+    """Score in 0..1: step strength, damped by 0.3 for every failed test. Reboot dips
+    seen with the step outweigh one failed test; dips missing where they would show
+    count as a failed test."""
     if not tests.get("step", 0.0) >= MIN_STEP_KW:
         return 0.0, ["step"]
     failed = [name for name, ok in TESTS.items() if not ok(tests)]
+    rb = reboots(tests)
+    if rb == "missing":
+        failed.append("reboots")
+    n_failed = max(0, len(failed) - 1) if rb == "seen" else len(failed)
+    if rb == "seen":
+        z += REBOOT_BONUS
     strength = 1.0 - np.exp(-max(z - CANDIDATE_Z, 0.0) / 3.0)  # 0 at the gate, -> 1
-    return float(strength * (0.3 ** len(failed))), failed
+    return float(strength * (0.3 ** n_failed)), failed
 
 
-def score_meters(dm: DailyMatrix) -> list[Verdict]:
-    """One verdict per meter row of the daily matrix."""
-    m = len(dm.meters)
+def week_change(y: np.ndarray, w: int = 168) -> np.ndarray:
+    """D[t] = mean of the w hours from t minus mean of the w hours before t (NaN where
+    either week is mostly missing). Whole weeks, so the daily and weekly rhythm cancel;
+    a block switched on at t0 makes a triangle peaking at D[t0] = its kW."""
+    n = len(y)
+    ok = ~np.isnan(y)
+    cs = np.r_[0.0, np.cumsum(np.where(ok, y, 0.0))]
+    cn = np.r_[0, np.cumsum(ok)]
+    out = np.full(n, np.nan)
+    if n < 2 * w + 1:
+        return out
+    t = np.arange(w, n - w + 1)
+    n_after, n_before = cn[t + w] - cn[t], cn[t] - cn[t - w]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        d = (cs[t + w] - cs[t]) / n_after - (cs[t] - cs[t - w]) / n_before
+    d[(n_after < w // 2) | (n_before < w // 2)] = np.nan
+    out[t[t < n]] = d[t < n]
+    return out
+
+
+def onset_hour(dw: np.ndarray, k: int, window: int = WINDOW) -> int | None:
+    """Hour near day k where the week-over-week change `dw` peaks (None if no data)."""
+    lo, hi = max(0, 24 * (k - window)), min(len(dw), 24 * (k + window))
+    seg = dw[lo:hi]
+    if hi <= lo or np.all(np.isnan(seg)):
+        return None
+    return lo + int(np.nanargmax(seg))
+
+
+def sharpness(dw: np.ndarray, h: int, w: int = 168) -> tuple[float, float]:
+    """(ratio, z): the larger week-over-week change one week before or after the onset,
+    as a share of the change at the onset, and in units of the series' own spread of
+    weekly changes. A switch-on: ~0; a ramp over weeks (weather, season): ~1."""
+    at = dw[h]
+    sides = [dw[h - w] if h - w >= 0 else np.nan, dw[h + w] if h + w < len(dw) else np.nan]
+    side = max((x for x in sides if np.isfinite(x)), default=np.nan)
+    v = dw[~np.isnan(dw)]
+    spread = 1.4826 * np.median(np.abs(v - np.median(v))) if len(v) > 24 else np.nan
+    if not np.isfinite(side) or not at > 0:
+        return float("nan"), float("nan")
+    return float(side / at), float(side / spread) if spread > 0 else float("inf")
+
+
+def _test_split(row: dict, k0: int, z: float) -> tuple[dict, int, float, list]:
+    dw = row.get("week_change")
+    h = onset_hour(dw, k0) if dw is not None else None
+    if h is not None:
+        kk = h // 24 + (1 if h % 24 >= 12 else 0)  # the day most of the step falls in
+    else:
+        b = row["base"]
+        pre = _med(b[max(0, k0 - SEG) : k0])
+        kk = refine_onset(b, k0, pre, _med(b[k0 : k0 + SEG]) - pre, WINDOW)
+    tests = step_tests(row, kk)
+    if h is not None:
+        tests["onset_hour"] = float(h % 24)
+        tests["ramp"], tests["ramp_z"] = sharpness(dw, h)
+    score, failed = score_from(z, tests)
+    return tests, kk, score, failed
+
+
+def score_meters(data: HourlyBlock | DailyMatrix) -> list[Verdict]:
+    """One verdict per meter of an HourlyBlock (hourly tests included) or a DailyMatrix.
+
+    Stage 1, vectorised over all meters: the daily base and its strongest steps.
+    Stage 2, per candidate meter only: daily features and the tests."""
+    if isinstance(data, DailyMatrix):
+        base = data.base
+    else:
+        base = data.daily_base()
+    m = len(data.meters)
     if m == 0:
         return []
-    valid = np.sum(~np.isnan(dm.base), axis=1)
-    k, step, z = best_steps(dm.base)
+    valid = np.sum(~np.isnan(base), axis=1)
+    k, step, z = best_steps(base)
+    tested = (k >= 0) & (z >= TESTED_Z) & (step >= MIN_STEP_KW) & (valid >= MIN_DAYS)[:, None]
+    cand = np.flatnonzero(tested.any(axis=1))
+    out = [Verdict(data.meters[i], False, 0.0, None, 0.0, float(z[i, 0])) for i in range(m)]
+    for i in np.flatnonzero(valid < MIN_DAYS):
+        out[i].reason = f"only {int(valid[i])} days with readings (need {MIN_DAYS})"
+    if len(cand) == 0:
+        return out
+    if isinstance(data, DailyMatrix):
+        dm, hourly, rows = data, None, cand
+    else:  # full daily features for the candidates only
+        sub = data.rows(cand)
+        dm, hourly, rows = sub.daily(), sub.kw, np.arange(len(cand))
     weekend = dm.weekend
-    out = []
-    for i in range(m):
-        v = Verdict(dm.meters[i], False, 0.0, None, 0.0, float(z[i]))
-        if valid[i] < MIN_DAYS:
-            v.reason = f"only {int(valid[i])} days with readings (need {MIN_DAYS})"
-        elif z[i] >= TESTED_Z and step[i] >= MIN_STEP_KW:
-            ok = np.flatnonzero(~np.isnan(dm.base[i]))
+    wanders: dict[int, dict] = {int(i): {} for i in cand}
+    # the series' own wander, for all candidates in one go
+    w_seg = min(SEG, max(5, dm.base.shape[1] // 3))
+    series = {"base": dm.base, "mean": dm.mean, "night": dm.night, "peak": dm.peak,
+              "work": np.where(~weekend, dm.work, np.nan), "weekend": np.where(weekend, dm.mean, np.nan)}
+    for name, x in series.items():
+        for i, r, val in zip(cand, rows, wander_rows(x[rows], w_seg)):
+            wanders[int(i)][name] = float(val)
+    for i, r in zip(cand, rows):
+        v = out[i]
+        todo = np.flatnonzero(tested[i])
+        if len(todo):
+            ok = np.flatnonzero(~np.isnan(dm.base[r]))
             first, last = int(ok[0]), int(ok[-1]) + 1  # tests see the meter's own span
-            row = {name: getattr(dm, name)[i, first:last]
+            row = {name: getattr(dm, name)[r, first:last]
                    for name in ("base", "mean", "peak", "night", "work")}
             row["weekend"] = weekend[first:last]
-            k0 = int(k[i]) - first
-            tests = step_tests(row, k0)
-            kk = refine_onset(row["base"], k0, tests["pre_base"], tests["step"], WINDOW)
-            if kk != k0:
-                tests = step_tests(row, kk)
+            row["_wander"] = wanders[int(i)]
+            if hourly is not None:
+                row["hourly"] = hourly[r, 24 * first : 24 * last].astype(np.float64)
+                row["week_change"] = week_change(row["hourly"])
+            best = None
+            for j in todo:  # strongest split first; stop at the first that flags
+                tests, kk, score, failed = _test_split(row, int(k[i, j]) - first, float(z[i, j]))
+                if best is None or score > best[2]:
+                    best = (tests, kk, score, failed, float(z[i, j]))
+                if score >= FLAG_SCORE:
+                    break
+            tests, kk, v.score, v.failed, v.z = best
             v.tests = tests
-            v.score, v.failed = score_from(float(z[i]), tests)
             v.onset_day = dm.day0 + first + kk
             v.estimated_kw = max(0.0, float(tests.get(STEP_ESTIMATE, 0.0)))
             v.flagged = v.score >= FLAG_SCORE and v.estimated_kw >= MIN_STEP_KW
-        out.append(v)
     return out
 
 

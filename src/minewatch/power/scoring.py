@@ -1,4 +1,4 @@
-"""Workspace scoring: daily features (SQL) -> model -> one verdict record per meter,
+"""Workspace scoring: hourly blocks (DuckDB) -> model -> one verdict record per meter,
 with onset, added kW, miner counts by model and a one-sentence explanation."""
 
 from __future__ import annotations
@@ -11,24 +11,22 @@ import numpy as np
 
 from minewatch.power import model
 from minewatch.power.equipment import load_catalogue, units_for_kw
-from minewatch.power.features import daily_matrix, DailyMatrix, pivot_daily, daily_sql
+from minewatch.power.features import DailyMatrix, HourlyBlock, hourly_blocks, hourly_matrix
 from minewatch.power.ingest import open_catalog, readings_glob
 
 DETECTOR = "pwr.flat_step"
-DETECTOR_VERSION = 1
+DETECTOR_VERSION = 2
 EPOCH = date(1970, 1, 1)
 
 FAILED_WORDS = {
-    "flat_mean": "the daily mean rose more than the base (a daytime load)",
-    "flat_work": "working hours rose more than the night (occupancy or new daytime equipment)",
-    "flat_weekend": "weekends rose more than the base",
-    "flat_peak": "peaks rose far more than the base",
+    "flat_day": "the day rose clearly more than the base (a daytime load)",
     "flat_night": "the night did not carry the step",
     "abrupt": "the rise was gradual (weather or season)",
-    "persist": "the base did not stay up",
     "new_level": "the base had stood as high shortly before (a return from a dip)",
     "not_ended": "the added load later went away",
     "enough_days": "too few days before the change",
+    "seen_long": f"it has not yet lasted {model.MIN_POST_DAYS} days",
+    "reboots": "a block that large would show short restart dips, and none came",
     "step": "no step",
 }
 
@@ -52,8 +50,10 @@ def explain(v: model.Verdict) -> str:
         return f"not scored: {v.reason}"
     onset = day_str(v.onset_day)
     if v.flagged:
+        dips = (f"; {int(v.tests['dips_post'])} short dips of about that size since (restarts)"
+                if model.reboots(v.tests) == "seen" else "")
         return (f"base load rose by {v.estimated_kw:.3g} kW on {onset} and stayed flat day and night, "
-                f"weekday and weekend: {_units_phrase(units_for_kw(v.estimated_kw))}")
+                f"weekday and weekend{dips}: {_units_phrase(units_for_kw(v.estimated_kw))}")
     if v.onset_day is None or not v.tests.get("step", 0) > 0:
         return "no persistent step up in the base load"
     why = "; ".join(FAILED_WORDS.get(f, f) for f in v.failed[:2]) or "step too weak for its noise"
@@ -90,8 +90,9 @@ def score_workspace(ws: str | Path, utc_offset_h: float = 0.0) -> list[dict]:
     try:
         if not list((Path(ws) / "meters").glob("*.parquet")):
             return []
-        dm = daily_matrix(con, f"read_parquet('{readings_glob(ws)}')", "meter_key", utc_offset_h)
-        verdicts = model.score_meters(dm)
+        verdicts = []
+        for block in hourly_blocks(con, f"read_parquet('{readings_glob(ws)}')", "meter_key", utc_offset_h):
+            verdicts += model.score_meters(block)
         names = dict(con.execute("SELECT meter_key, meter_id FROM meters").fetchall())
         meta = {r[0]: {k: x for k, x in zip(("declared_business", "contracted_kw", "tariff_class"), r[1:])
                        if x is not None}
@@ -114,18 +115,19 @@ def meter_daily(ws: str | Path, meter_id: str, utc_offset_h: float = 0.0) -> tup
     try:
         row = con.execute("SELECT meter_key FROM meters WHERE meter_id = ?", [meter_id]).fetchall()
         row = row[0] if row else None
+        block = HourlyBlock(np.array([]), 0, np.zeros((0, 24), dtype=np.float32))
+        if row is not None:
+            src = f"(SELECT * FROM read_parquet('{readings_glob(ws)}') WHERE meter_key = {int(row[0])})"
+            block = hourly_matrix(con, src, "meter_key", utc_offset_h)
+        dm = block.daily()
         if row is None:
-            return pivot_daily({"meter": [], "day": []}), None
-        src = f"(SELECT * FROM read_parquet('{readings_glob(ws)}') WHERE meter_key = {int(row[0])})"
-        dm = pivot_daily(con.sql(daily_sql(src, "meter_key", utc_offset_h)).fetchnumpy())
+            return dm, None
         stored = None
         if con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'verdicts'").fetchall()[0][0]:
             got = con.execute("SELECT record FROM verdicts WHERE meter_id = ?", [meter_id]).fetchall()
             stored = json.loads(got[0][0]) if got else None
         if stored is None and len(dm.meters):
-            stored = verdict_record(model.score_meters(dm)[0], meter_id)
+            stored = verdict_record(model.score_meters(block)[0], meter_id)
         return dm, stored
     finally:
         con.close()
-
-

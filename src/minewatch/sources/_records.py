@@ -7,14 +7,19 @@
 - Vectorised converters for the columnar readers (CSV/Parquet): string columns in,
   typed columns plus a mask of the rows that could not be converted out.
 - Scalar helpers: timestamps, protocol names, TCP flag strings.
+- Pieces and threads: `line_pieces` cuts a stream at line ends, `ordered_map` runs a
+  worker per piece in threads (pyarrow releases the GIL) and gives results in order,
+  `ArrowBatcher` cuts what comes back into batches of at most `batch_rows`.
 """
 
 from __future__ import annotations
 
 import gzip
 import math
+import os
 import re
-from collections import Counter
+from collections import Counter, deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,6 +79,17 @@ class SourceStats:
     def ignore(self, kind: str, n: int = 1) -> None:
         self.ignored[kind] += n
 
+    def absorb(self, other: "SourceStats") -> None:
+        """Add what a worker counted on its own (one chunk of the file) to these stats."""
+        self.accepted.update(other.accepted)
+        self.rejected.update(other.rejected)
+        self.ignored.update(other.ignored)
+        room = max(0, MAX_KEPT_REJECTS - len(self.rejects))
+        self.rejects.extend(other.rejects[:room])
+        self.rejects_not_kept += other.rejects_not_kept + max(0, len(other.rejects) - room)
+        for text in other.notes:
+            self.note(text)
+
     @property
     def accepted_total(self) -> int:
         return sum(self.accepted.values())
@@ -116,6 +132,37 @@ class RowBatcher:
         return (self.table, batch)
 
 
+class ArrowBatcher:
+    """Collects record batches of one table and yields batches of at most `batch_rows`.
+    Big batches are only sliced (no copy); small ones are gathered until they make a
+    quarter of `batch_rows`, so that no stream of tiny batches comes out. Counts accepted rows."""
+
+    def __init__(self, table: str, stats: SourceStats, batch_rows: int = BATCH_ROWS):
+        self.table, self.stats, self.batch_rows = table, stats, batch_rows
+        self.pending: list[pa.RecordBatch] = []
+        self.rows = 0
+
+    def add(self, batch: pa.RecordBatch) -> Iterator[Batch]:
+        if batch.num_rows:
+            self.pending.append(batch)
+            self.rows += batch.num_rows
+        if self.rows >= max(1, self.batch_rows // 4):
+            yield from self.flush()
+
+    def flush(self) -> Iterator[Batch]:
+        if not self.rows:
+            return
+        if len(self.pending) == 1:
+            whole = self.pending[0]
+        else:
+            whole = pa.Table.from_batches(self.pending).combine_chunks().to_batches()[0]
+        self.pending, self.rows = [], 0
+        for start in range(0, whole.num_rows, self.batch_rows):
+            part = whole.slice(start, self.batch_rows)
+            self.stats.accepted[self.table] += part.num_rows
+            yield (self.table, part)
+
+
 class Batchers:
     """One RowBatcher per table, created on first use."""
 
@@ -152,6 +199,88 @@ def open_input(path: str | Path):
         raise InputError(path, "is a directory, not a file") from None
     except OSError as e:
         raise InputError(path, e.strerror or str(e)) from None
+
+
+CHUNK_BYTES = 4 << 20  # text handed to one worker at a time
+WORKERS = max(1, min(4, os.cpu_count() or 1))
+
+
+def skip_lines(stream, count: int) -> int:
+    """Read past `count` lines (a header); returns how many there were."""
+    for done in range(count):
+        if not stream.readline():
+            return done
+    return count
+
+
+def line_pieces(stream, chunk_bytes: int | None = None, errors: list | None = None) -> Iterator[memoryview]:
+    """Consecutive pieces of a text stream, each cut after a newline so that every line
+    lies in one piece (the last piece may lack its final newline). Each piece is read
+    straight into its own buffer (no copy of the text); the reader counts lines itself,
+    from what its parser saw, so nothing here scans the text but for the last newline.
+    A corrupt or cut gzip stream ends the pieces; the error is appended to `errors`."""
+    size = chunk_bytes or CHUNK_BYTES
+    carry = b""
+    while True:
+        buffer = bytearray(len(carry) + size)
+        buffer[:len(carry)] = carry
+        end = len(carry) + _fill(stream, memoryview(buffer)[len(carry):], errors)
+        if end == len(carry):  # the end of the stream
+            if carry:
+                yield memoryview(carry)
+            return
+        cut = buffer.rfind(b"\n", 0, end) + 1
+        if cut == 0:  # one very long line: read on
+            carry = bytes(buffer[:end])
+            continue
+        carry = bytes(buffer[cut:end])
+        yield memoryview(buffer)[:cut]
+
+
+def _fill(stream, view: memoryview, errors: list | None) -> int:
+    """Read into `view` until it is full or the stream ends; the count of bytes read."""
+    done = 0
+    while done < len(view):
+        try:
+            got = stream.readinto(view[done:])
+        except (OSError, EOFError) as e:  # gzip.BadGzipFile is an OSError
+            if errors is None:
+                raise
+            errors.append(str(e) or type(e).__name__)
+            return done
+        if not got:
+            break
+        done += got
+    return done
+
+
+def piece_has(piece: memoryview, needle: bytes) -> bool:
+    """`needle in piece` at C speed (a memoryview's own `in` goes item by item); pieces
+    from `line_pieces` always start at the beginning of their bytes object."""
+    return piece.obj.find(needle, 0, piece.nbytes) >= 0
+
+
+def ordered_map(function, items: Iterable, workers: int = WORKERS, ahead: int | None = None) -> Iterator:
+    """function(item) for each item, run in `workers` threads (pyarrow parsing and
+    compute release the GIL), results in the order of the items; at most `ahead` items
+    are in flight, so memory stays bounded. Stopping early cancels what is queued."""
+    if workers <= 1:
+        yield from map(function, items)
+        return
+    ahead = ahead or workers + 1
+    pending: deque[Future] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="minewatch-read")
+    try:
+        for item in items:
+            pending.append(pool.submit(function, item))
+            if len(pending) >= ahead:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def looks_binary(head: bytes) -> bool:
@@ -509,10 +638,81 @@ def _cast_iso_slow(part: pa.Array, with_zone: bool, naive_tz: str) -> tuple[pa.A
     return pa.array(values, pa.int64()).cast(TS), pa.array(bad)
 
 
+_IP_BYTES = np.zeros(256, bool)
+_IP_BYTES[np.frombuffer(b"0123456789abcdefABCDEF:.", np.uint8)] = True
+
+
 def ip_text_bad(column: pa.Array) -> pa.Array:
-    """Mask of rows whose address is present but is not IPv4/IPv6 text."""
-    ok = pc.match_substring_regex(column, _IP_PATTERN)
-    return pc.invert(pc.fill_null(ok, True))
+    """Mask of rows whose address is present but is not IPv4/IPv6 text: 2 to 45 of the
+    characters [0-9A-Fa-f:.] (the shape `_IP_PATTERN` says, checked on the raw bytes)."""
+    column = as_strings(column)
+    if not pa.types.is_string(column.type) or len(column) == 0:
+        ok = pc.match_substring_regex(column, _IP_PATTERN)
+        return pc.invert(pc.fill_null(ok, True))
+    offsets = np.frombuffer(column.buffers()[1], np.int32)[column.offset:column.offset + len(column) + 1]
+    data = column.buffers()[2]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    outside = np.flatnonzero(~_IP_BYTES[raw[offsets[0]:offsets[-1]]]) + offsets[0]  # usually none
+    lengths = np.diff(offsets)
+    bad = (lengths < 2) | (lengths > 45)
+    if len(outside):
+        bad[np.searchsorted(offsets, outside, side="right") - 1] = True
+    if column.null_count:
+        bad &= column.is_valid().to_numpy(zero_copy_only=False)
+    return pa.array(bad)
+
+
+def byte_class(allowed: bytes) -> np.ndarray:
+    table = np.zeros(256, bool)
+    table[np.frombuffer(allowed, np.uint8)] = True
+    return table
+
+
+DIGITS = byte_class(b"0123456789")
+DECIMALS = byte_class(b"0123456789.")
+
+
+def text_within(column: pa.Array, allowed: np.ndarray, first: np.ndarray | None = None) -> bool:
+    """True when every non-null value is non-empty text of bytes in `allowed` (and starts
+    with a byte in `first`): a cheap guarantee that a cast reads it as Python would."""
+    column = as_strings(column)
+    if not pa.types.is_string(column.type):
+        return False
+    if len(column) == 0:
+        return True
+    offsets = np.frombuffer(column.buffers()[1], np.int32)[column.offset:column.offset + len(column) + 1]
+    data = column.buffers()[2]
+    raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
+    valid = column.is_valid().to_numpy(zero_copy_only=False) if column.null_count else None
+    lengths = np.diff(offsets)
+    empty = lengths == 0
+    if valid is not None:
+        empty &= valid
+    if empty.any():
+        return False
+    outside = np.flatnonzero(~allowed[raw[offsets[0]:offsets[-1]]])
+    if len(outside):
+        return False
+    if first is not None:
+        starts = offsets[:-1] if valid is None else offsets[:-1][valid & (lengths > 0)]
+        if not first[raw[starts]].all():
+            return False
+    return True
+
+
+def epoch_text_to_us(column: pa.Array) -> pa.Array | None:
+    """Exact microseconds from epoch-seconds text of digits with at most 6 decimals
+    (`1601998366.785668`), as `epoch_to_us` reads them; None when any value is otherwise."""
+    if column.null_count or not text_within(column, DECIMALS, DIGITS):
+        return None
+    try:
+        fixed = as_strings(column).cast(pa.decimal128(24, 6))  # exact; more decimals fail
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    units = np.frombuffer(fixed.buffers()[1], np.int64)[2 * fixed.offset::2][:len(fixed)]  # low words
+    if len(units) and (units.max() > 253e15 or units.min() < 0):
+        return None
+    return pa.array(units, pa.int64())
 
 
 def map_distinct(column: pa.Array, function, type_: pa.DataType) -> tuple[pa.Array, pa.Array]:
@@ -529,7 +729,7 @@ def map_distinct(column: pa.Array, function, type_: pa.DataType) -> tuple[pa.Arr
             bad_codes.append(True)
     indices = encoded.indices
     values = pc.take(pa.array(mapped, type_), indices)
-    bad = pc.fill_null(pc.take(pa.array(bad_codes), indices), False)
+    bad = pc.fill_null(pc.take(pa.array(bad_codes, pa.bool_()), indices), False)
     return values, bad
 
 

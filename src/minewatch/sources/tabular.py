@@ -11,12 +11,14 @@ magnitude) or ISO 8601 text; text with a zone offset is converted to UTC, text
 without one is read in `naive_tz` (default UTC), and the stats say so.
 
 This module also holds `columns_to_flows`, the vectorised conversion the nfdump
-reader shares: source columns in, a FLOWS batch and per-row rejects out.
+reader shares: source columns in, a FLOWS batch and per-row rejects out, and the CSV
+loop (`_stream_csv`) that parses and converts pieces of the file in worker threads.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -36,11 +38,15 @@ from minewatch.sources._records import (
     as_strings,
     ip_text_bad,
     l4_name,
+    line_pieces,
     lines_of_rows,
     looks_binary,
     map_distinct,
     open_input,
+    ordered_map,
+    piece_has,
     proto_number,
+    skip_lines,
     tcp_flags_value,
     to_float_column,
     to_int_column,
@@ -162,48 +168,95 @@ def read_flow_csv(
                            delimiter, batch_rows, trailer_marker, header_lines=1, note_naive=note_naive)
 
 
+@dataclass
+class _Piece:
+    """What a worker made of one piece of CSV text; line numbers relative to the piece."""
+
+    outputs: list[pa.RecordBatch]
+    stats: SourceStats
+    lines: int  # physical lines in the piece
+    trailer: bool = False  # the trailer started in this piece: nothing after it is a record
+    error: str | None = None
+
+
 def _stream_csv(stream, path, names, mapping, stats, time_unit, naive_tz, delimiter, batch_rows,
                 trailer_marker, header_lines: int, note_naive: bool = True) -> Iterator[Batch]:
-    """The CSV loop shared by files and the nfdump program's output."""
-    skipped: list[int] = []  # physical line numbers the parser did not turn into rows
-    in_trailer = False
+    """The CSV loop shared by files and the nfdump program's output.
 
-    def on_invalid(row) -> str:
-        nonlocal in_trailer
-        number = row.number or 0
-        skipped.append(number)
-        text = row.text or ""
-        if trailer_marker and text.strip() == trailer_marker:
-            in_trailer = True
-        if in_trailer or not text.strip():
-            return "skip"  # blank lines and the trailer are not records
-        stats.reject(number, f"wrong number of fields ({row.actual_columns}, expected {row.expected_columns})", text)
-        return "skip"
-
+    The text is cut into pieces at line ends; each piece is parsed (pyarrow.csv, one
+    thread per piece, so the parser's row numbers are exact) and converted in a worker
+    thread, and the results come back in file order, where the piece's line numbers are
+    shifted by the lines before it. A line equal to `trailer_marker` (nfdump's `Summary`)
+    ends the records: it and what follows are a trailer."""
     used = set(mapping.values())
     wanted = [name for name in dict.fromkeys(names) if name in used]  # in file order
-    read_options = pcsv.ReadOptions(block_size=8 << 20, use_threads=False,
-                                    column_names=names if header_lines == 0 else None)
-    parse_options = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
-                                      ignore_empty_lines=False, quote_char='"')
     convert_options = pcsv.ConvertOptions(include_columns=wanted,
                                           column_types={c: pa.string() for c in wanted},
                                           strings_can_be_null=False)
-    rows_before = 0
+
+    def work(data: memoryview) -> _Piece:
+        piece = _Piece([], SourceStats(str(path)), 0)
+        skipped: list[int] = []  # piece lines the parser did not turn into rows
+        trailer_line = 0
+
+        def on_invalid(row) -> str:
+            nonlocal trailer_line
+            number = row.number or 0
+            skipped.append(number)
+            text = row.text or ""
+            if trailer_marker and not trailer_line and text.strip() == trailer_marker:
+                trailer_line = number
+            if not trailer_line and text.strip():  # blank lines are not records
+                piece.stats.reject(number, f"wrong number of fields ({row.actual_columns}, expected {row.expected_columns})", text)
+            return "skip"
+
+        read_options = pcsv.ReadOptions(use_threads=False, column_names=names, block_size=len(data) + 1)
+        # without any quote in the piece, quoting changes nothing and parsing is twice as fast
+        quote_char = '"' if piece_has(data, b'"') else False
+        parse_options = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
+                                          ignore_empty_lines=False, quote_char=quote_char)
+        try:
+            table = pcsv.read_csv(pa.py_buffer(data), read_options=read_options, parse_options=parse_options,
+                                  convert_options=convert_options)
+        except pa.ArrowInvalid as e:
+            piece.error = str(e)
+            return piece
+        piece.lines = table.num_rows + len(skipped)  # every line is a row or was skipped
+        lines = lines_of_rows(0, table.num_rows, 0, skipped)
+        if trailer_line:
+            piece.trailer = True
+            keep = int(np.searchsorted(lines, trailer_line))
+            table, lines = table.slice(0, keep), lines[:keep]
+        if table.num_rows:
+            batch = table.combine_chunks().to_batches()[0]
+            for start in range(0, batch.num_rows, batch_rows):
+                out = columns_to_flows(batch.slice(start, batch_rows), mapping, lines[start:start + batch_rows],
+                                       str(path), piece.stats, time_unit, naive_tz, note_naive)
+                if out is not None:
+                    piece.outputs.append(out[1])
+        return piece
+
     try:
-        reader = pcsv.open_csv(stream, read_options=read_options, parse_options=parse_options,
-                               convert_options=convert_options)
-        for batch in _rebatch(reader, batch_rows):
-            lines = lines_of_rows(rows_before, batch.num_rows, header_lines, skipped)
-            rows_before += batch.num_rows
-            out = columns_to_flows(batch, mapping, lines, str(path), stats, time_unit, naive_tz, note_naive)
-            if out is not None:
-                yield out
-    except pa.ArrowInvalid as e:
-        # the parser gives up on a broken quote or a cut multi-byte character: the rows
-        # before it are kept, the rest of the file is reported as one reject
-        stats.reject(int(lines_of_rows(rows_before, 1, header_lines, skipped)[0]),
-                     f"unreadable from here on: {e}", "")
+        before = skip_lines(stream, header_lines)  # lines before the current piece
+        errors: list[str] = []
+        for piece in ordered_map(work, line_pieces(stream, errors=errors)):
+            if piece.error is not None:
+                # the parser gives up (a cut multi-byte character): the pieces before are
+                # kept, the rest of the file is reported as one reject
+                stats.reject(before + 1, f"unreadable from here on: {piece.error}", "")
+                return
+            for reject in piece.stats.rejects:
+                reject.line += before
+            stats.absorb(piece.stats)
+            for batch in piece.outputs:
+                refs = batch.schema.get_field_index("flow_ref")
+                shifted = pc.add(batch.column(refs), pa.scalar(before, pa.int64()))
+                yield ("flows", batch.set_column(refs, FLOWS.field("flow_ref"), shifted))
+            before += piece.lines
+            if piece.trailer:
+                return
+        if errors:
+            stats.reject(before + 1, "compressed file cut short or corrupt", errors[0])
     finally:
         stream.close()
 

@@ -5,14 +5,27 @@ conn.log -> flows, dns.log -> dns, ssl.log -> tls, http.log -> http. Other logs
 Extra columns (the `label`/`detailedlabel` of `*.labeled` files, ja3 fields from
 packages) are accepted. In TSV `-` is unset, `(empty)` an empty set/string, and
 set/vector fields are split on `#set_separator`.
+
+Speed: TSV files and JSON conn logs are read in pieces by worker threads (pyarrow.csv /
+pyarrow.json and vectorised conversion, see `_read_tsv` and `_read_json_pieces`); what
+the vectorised path is not sure of goes through the line reader's code, which stays the
+reference (`_read_by_line`). Other JSON logs are read line by line.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+import pyarrow.json as pjson
 
 from minewatch.errors import InputError
 from minewatch.schema.dns import DNS
@@ -21,6 +34,15 @@ from minewatch.schema.http import HTTP
 from minewatch.schema.tls import TLS
 from minewatch.sources._records import (
     BATCH_ROWS,
+    DECIMALS,
+    DIGITS,
+    ArrowBatcher,
+    epoch_text_to_us,
+    line_pieces,
+    map_distinct,
+    ordered_map,
+    piece_has,
+    text_within,
     PORT_PROTOCOLS,
     Batch,
     Batchers,
@@ -28,6 +50,8 @@ from minewatch.sources._records import (
     any_time_to_us,
     clean_domain,
     l4_name,
+    looks_binary,
+    open_input,
     opt_int,
     text_lines,
     too_broken,
@@ -57,6 +81,38 @@ class RecordError(ValueError):
 def read_zeek(path: str | Path, *, stats: SourceStats, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
     """Yield (table, batch) for one Zeek log, TSV or JSON lines; fills `stats`."""
     source = str(path)
+    with open_input(path) as f:
+        head = f.read(65536)
+    if looks_binary(head[:4096]):
+        raise InputError(path, "binary data, not a text log", "byte 0")
+    first = _first_content(head)
+    if first is None and len(head) < 65536:
+        stats.reader = "zeek"
+        stats.note("empty file")
+        return
+    if first is not None and first[1].startswith(b"#"):
+        stats.reader = "zeek-tsv"
+        yield from _read_tsv(path, source, stats, batch_rows)
+        too_broken(stats, path, "Zeek log")
+        return
+    if first is not None and first[1].startswith(b"{") and _kind_from_name(source) in FAST_JSON:
+        stats.reader = "zeek-json"
+        yield from _read_json_pieces(path, source, stats, batch_rows)
+        too_broken(stats, path, "Zeek log")
+        return
+    yield from _read_by_line(path, source, stats, batch_rows)
+
+
+def _first_content(head: bytes) -> tuple[int, bytes] | None:
+    """(line number, stripped text) of the first non-blank line in the head of a file."""
+    for number, line in enumerate(head.split(b"\n")[:-1] if b"\n" in head else [head], start=1):
+        if line.strip():
+            return number, line.lstrip()
+    return None
+
+
+def _read_by_line(path, source: str, stats: SourceStats, batch_rows: int) -> Iterator[Batch]:
+    """The line-by-line reader: JSON logs, and whatever the TSV fast path does not take."""
     batchers = Batchers(SCHEMAS, stats, batch_rows)
     lines = text_lines(path, stats)
     first = _first_content_line(lines)
@@ -73,7 +129,15 @@ def read_zeek(path: str | Path, *, stats: SourceStats, batch_rows: int = BATCH_R
         records = _json_records(source, [(number, text)], lines, stats)
     else:
         raise InputError(path, "not a Zeek log: neither a #separator header nor JSON", f"line {number}")
+    for table, row in _map_records(records, source, stats):
+        if (out := batchers.add(table, row)) is not None:
+            yield out
+    yield from batchers.flush_all()
+    too_broken(stats, path, "Zeek log")
 
+
+def _map_records(records, source: str, stats: SourceStats) -> Iterator[tuple[str, dict]]:
+    """(table, canonical row) for each usable record; the others counted in `stats`."""
     for line_no, kind, fields in records:
         table = TABLE_OF_LOG.get(kind)
         if table is None:
@@ -89,10 +153,7 @@ def read_zeek(path: str | Path, *, stats: SourceStats, batch_rows: int = BATCH_R
             continue
         row["source_file"] = source
         row["flow_ref" if table == "flows" else "record_ref"] = line_no
-        if (out := batchers.add(table, row)) is not None:
-            yield out
-    yield from batchers.flush_all()
-    too_broken(stats, path, "Zeek log")
+        yield table, row
 
 
 def _first_content_line(lines: Iterator[tuple[int, str]]) -> tuple[int, str] | None:
@@ -412,3 +473,388 @@ def _http(fields: dict) -> dict:
 
 
 MAPPERS: dict[str, Callable[[dict], dict]] = {"conn": _conn, "dns": _dns, "ssl": _ssl, "http": _http}
+
+
+# ---------------------------------------------------------------- TSV, the fast path
+#
+# The file is cut into pieces at line ends (in the main thread, which also reads the
+# `#` directive lines); each stretch of data lines goes to a worker thread, which parses
+# it with pyarrow.csv and converts it with vectorised compute. A stretch with anything
+# the vectorised conversion is not sure to read exactly as the line reader would (a
+# wrong field count, a blank line, an `(empty)` or escaped value, a bad number or time)
+# is read by the line reader instead, so rejects keep their lines and reasons. Line
+# numbers are relative to the stretch in the worker and shifted in file order.
+
+
+@dataclass
+class _Stretch:
+    """Data lines under one header (or one directive line when `directive` is set)."""
+
+    data: memoryview | None
+    header: _TsvHeader | None
+    kind: str
+    directive: bool = False
+
+
+@dataclass
+class _StretchResult:
+    lines: int
+    tables: list[tuple[str, pa.RecordBatch]] = field(default_factory=list)
+    stats: SourceStats | None = None
+
+
+def _read_tsv(path, source: str, stats: SourceStats, batch_rows: int) -> Iterator[Batch]:
+    state = {"closed": False, "fields": False}
+
+    def work(stretch: _Stretch) -> _StretchResult:
+        if stretch.directive:
+            return _StretchResult(1)
+        return _read_stretch(stretch, source)
+
+    errors: list[str] = []
+    with open_input(path) as stream:
+        yield from _gather(ordered_map(work, _stretches(stream, source, state, errors)), stats, batch_rows, errors)
+    if not state["closed"] and state["fields"]:
+        stats.note("no #close line: the log may be cut short or still being written")
+
+
+def _gather(results: Iterator[_StretchResult], stats: SourceStats, batch_rows: int, errors: list) -> Iterator[Batch]:
+    """Results of the workers, in file order: line numbers shifted, batches of `batch_rows`."""
+    batchers: dict[str, ArrowBatcher] = {}
+    before = 0  # lines before the current stretch
+    for result in results:
+        if result.stats is not None:
+            for reject in result.stats.rejects:
+                reject.line += before
+            stats.absorb(result.stats)
+        for table, batch in result.tables:
+            ref = "flow_ref" if table == "flows" else "record_ref"
+            index = batch.schema.get_field_index(ref)
+            shifted = pc.add(batch.column(index), pa.scalar(before, pa.int64()))
+            batch = batch.set_column(index, batch.schema.field(index), shifted)
+            batcher = batchers.get(table)
+            if batcher is None:
+                batcher = batchers[table] = ArrowBatcher(table, stats, batch_rows)
+            yield from batcher.add(batch)
+        before += result.lines
+    if errors:
+        stats.reject(before + 1, "compressed file cut short or corrupt", errors[0])
+    for batcher in batchers.values():
+        yield from batcher.flush()
+
+
+def _stretches(stream, source: str, state: dict, errors: list) -> Iterator[_Stretch]:
+    """Directive lines (read here, in order) and the stretches of data lines between them."""
+    header = _TsvHeader()
+    kind = _kind_from_name(source)
+    snapshot = copy.deepcopy(header)
+    for piece in line_pieces(stream, errors=errors):
+        if not (piece[:1] == b"#" or piece_has(piece, b"\n#")):
+            yield _Stretch(piece, snapshot, kind)
+            continue
+        data = piece.obj  # pieces start at the beginning of their bytes object
+        end, start = piece.nbytes, 0
+        while start < end:
+            if data[start:start + 1] == b"#":
+                at = start
+            else:
+                at = data.find(b"\n#", start, end)
+                at = at + 1 if at >= 0 else -1
+            if at < 0:  # no directive in the rest
+                yield _Stretch(_own(piece[start:end]), snapshot, kind)
+                break
+            if at > start:
+                yield _Stretch(_own(piece[start:at]), snapshot, kind)
+            stop = data.find(b"\n", at, end)
+            stop = end if stop < 0 else stop + 1
+            text = bytes(data[at:stop]).decode("utf-8", "replace").rstrip("\r\n")
+            header.directive(text)
+            if text.startswith("#close"):
+                state["closed"] = True
+            elif text.startswith("#fields"):
+                state["closed"] = False
+                state["fields"] = True
+            if header.path:
+                kind = header.path
+            snapshot = copy.deepcopy(header)
+            yield _Stretch(None, None, kind, directive=True)
+            start = stop
+
+
+def _own(view: memoryview) -> memoryview:
+    """A copy starting at the beginning of its own bytes (what `piece_has` expects); only
+    the few pieces that hold directive lines are cut this way."""
+    return memoryview(bytes(view))
+
+
+def _read_stretch(stretch: _Stretch, source: str) -> _StretchResult:
+    fast = None
+    if stretch.kind in FAST_MAPPERS and stretch.header.fields:
+        fast = _fast_stretch(stretch, source)
+    return fast if fast is not None else _slow_stretch(stretch, source)
+
+
+def _slow_stretch(stretch: _Stretch, source: str) -> _StretchResult:
+    """The line reader on one stretch (no directives in it), line numbers from 1."""
+    local = SourceStats(source)
+    text = bytes(stretch.data)
+    lines = text.split(b"\n")
+    if text.endswith(b"\n"):
+        lines.pop()
+    numbered = []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            line = raw.decode("utf-8", "replace")
+        numbered.append((number, line.rstrip("\r\n")))
+    rows: dict[str, list[dict]] = {}
+    for table, row in _map_records(_stretch_records(stretch, numbered, local), source, local):
+        rows.setdefault(table, []).append(row)
+    tables = []
+    for table, items in rows.items():
+        schema = SCHEMAS[table]
+        arrays = [pa.array([row.get(f.name) for row in items], type=f.type) for f in schema]
+        tables.append((table, pa.RecordBatch.from_arrays(arrays, schema=schema)))
+    return _StretchResult(len(lines), tables, local)
+
+
+def _stretch_records(stretch: _Stretch, numbered, stats: SourceStats) -> Iterator[tuple[int, str, dict]]:
+    """`_tsv_records` for data lines under a known header."""
+    header, kind = stretch.header, stretch.kind
+    for number, text in numbered:
+        if not text.strip():
+            continue
+        if kind not in TABLE_OF_LOG and kind:
+            yield number, kind, {}  # a log we skip: no need to check it
+            continue
+        if not header.fields:
+            stats.reject(number, "data line before the #fields header", text)
+            continue
+        values = text.split(header.separator)
+        if len(values) != len(header.fields):
+            stats.reject(number, f"wrong number of fields ({len(values)}, expected {len(header.fields)})", text)
+            continue
+        fields = {"_raw": text}
+        types = header.types if len(header.types) == len(header.fields) else [""] * len(header.fields)
+        for name, kind_of_value, value in zip(header.fields, types, values):
+            fields[name] = _tsv_value(value, kind_of_value, header)
+        yield number, kind, fields
+
+
+def _fast_stretch(stretch: _Stretch, source: str) -> _StretchResult | None:
+    """pyarrow.csv and vectorised conversion; None when the stretch needs the line reader."""
+    header, data = stretch.header, stretch.data
+    if len(header.separator) != 1 or piece_has(data, b"\\x") or piece_has(data, b"\r"):
+        return None
+    if len(set(header.fields)) != len(header.fields):
+        return None
+    def on_invalid(row) -> str:
+        return "error"  # a wrong field count: the line reader rejects it with its line
+
+    mapper, wanted = FAST_MAPPERS[stretch.kind]
+    wanted = [name for name in wanted if name in header.fields]
+    read_options = pcsv.ReadOptions(use_threads=False, column_names=header.fields, block_size=data.nbytes + 1)
+    parse_options = pcsv.ParseOptions(delimiter=header.separator, quote_char=False, escape_char=False,
+                                      double_quote=False, ignore_empty_lines=False, invalid_row_handler=on_invalid)
+    convert_options = pcsv.ConvertOptions(include_columns=wanted, column_types={c: pa.string() for c in wanted},
+                                          null_values=[header.unset], strings_can_be_null=True, check_utf8=True)
+    try:
+        table = pcsv.read_csv(pa.py_buffer(data), read_options=read_options, parse_options=parse_options,
+                              convert_options=convert_options)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    if table.num_rows == 0:
+        return None
+    columns = {name: table.column(name).combine_chunks() for name in table.column_names}
+    for name, column in columns.items():  # `(empty)` and empty fields: the line reader knows them
+        if pc.any(pc.or_(pc.equal(column, header.empty), pc.equal(column, ""))).as_py():
+            return None
+    types = dict(zip(header.fields, header.types)) if len(header.types) == len(header.fields) else {}
+    batch = mapper(columns, types, header, table.num_rows)
+    if batch is None:
+        return None
+    n = table.num_rows
+    ref = "flow_ref" if TABLE_OF_LOG[stretch.kind] == "flows" else "record_ref"
+    arrays = {"source_file": pa.array([source], pa.string()).take(np.zeros(n, np.int32)),
+              ref: pa.array(np.arange(1, n + 1, dtype=np.int64))}
+    arrays.update(batch)
+    schema = SCHEMAS[TABLE_OF_LOG[stretch.kind]]
+    out = pa.RecordBatch.from_arrays([_typed(arrays.get(f.name), n, f.type) for f in schema], schema=schema)
+    return _StretchResult(n, [(TABLE_OF_LOG[stretch.kind], out)], None)
+
+
+def _typed(values, n: int, type_: pa.DataType) -> pa.Array:
+    if values is None:
+        return pa.nulls(n, type_)
+    return values if values.type == type_ else values.cast(type_)
+
+
+def _text_ints(column: pa.Array | None) -> pa.Array | None | bool:
+    """int64 values of a TSV count column of plain digits (nulls stay null); False when
+    a value is anything else; None for an absent column."""
+    if column is None:
+        return None
+    if column.null_count == len(column):
+        return pa.nulls(len(column), pa.int64())
+    if not text_within(column, DIGITS):
+        return False
+    try:
+        return column.cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+
+
+COUNT_FIELDS = (("vlan_id", "vlan"), ("src_packets", "orig_pkts"), ("dst_packets", "resp_pkts"),
+                ("src_bytes", "orig_ip_bytes"), ("dst_bytes", "resp_ip_bytes"),
+                ("src_payload_bytes", "orig_bytes"), ("dst_payload_bytes", "resp_bytes"))
+PORT_FIELDS = (("src_port", "id.orig_p"), ("dst_port", "id.resp_p"))
+
+
+def _conn_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict | None:
+    """Vectorised `_conn` for TSV text; None when a row might not come out exactly as
+    `_conn` makes it."""
+    get = columns.get
+    start = epoch_text_to_us(get("ts")) if get("ts") is not None else None
+    if start is None:
+        return None
+    duration = get("duration")
+    seconds = None
+    if duration is not None and duration.null_count < n:
+        if not text_within(duration, DECIMALS, DIGITS):
+            return None
+        seconds = duration.cast(pa.float64())
+    ints = {name: _text_ints(get(column)) for name, column in PORT_FIELDS + COUNT_FIELDS}
+    if any(values is False for values in ints.values()):
+        return None
+    service = get("service")
+    if service is not None and types.get("service", "").startswith(("set[", "vector[")):
+        service = pc.list_element(pc.split_pattern(service, header.set_separator, max_splits=1), 0)
+    return _conn_typed(n, start, seconds, get("id.orig_h"), get("id.resp_h"), get("proto"), ints,
+                       get("history"), service)
+
+
+def _conn_typed(n: int, start: pa.Array, seconds: pa.Array | None, src_ip, dst_ip, proto_text, ints: dict,
+                history, service) -> dict | None:
+    """The rest of `_conn` once values are typed (TSV and JSON alike): int64 microseconds,
+    float seconds, strings, int64 counts; None when a row would be rejected."""
+    if src_ip is None or dst_ip is None or src_ip.null_count or dst_ip.null_count:
+        return None
+    if pc.any(pc.or_(pc.equal(src_ip, ""), pc.equal(dst_ip, ""))).as_py():
+        return None
+    if seconds is None:
+        seconds = pa.array(np.zeros(n))
+    seconds = pc.fill_null(seconds, 0.0)
+    if not pc.all(pc.greater_equal(seconds, 0.0)).as_py() or not pc.all(pc.is_finite(seconds)).as_py():
+        return None  # negative, NaN or infinite: rejected by `_conn`
+    end = pc.add(start, pc.round(pc.multiply(seconds, 1e6), round_mode="half_to_even").cast(pa.int64()))
+    proto_name = pc.utf8_lower(proto_text) if proto_text is not None else pa.nulls(n, pa.string())
+    v6 = pc.match_substring(src_ip, ":")
+    proto = pc.case_when(
+        pc.make_struct(pc.equal(proto_name, "tcp"), pc.equal(proto_name, "udp"),
+                       pc.and_(pc.equal(proto_name, "icmp"), v6), pc.equal(proto_name, "icmp")),
+        pa.scalar(6, pa.int16()), pa.scalar(17, pa.int16()), pa.scalar(58, pa.int16()), pa.scalar(1, pa.int16()))
+    upper = pc.utf8_upper(proto_name)
+    l4 = pc.coalesce(map_distinct(proto, l4_name, pa.string())[0],
+                     pc.if_else(pc.equal(upper, ""), pa.scalar(None, pa.string()), upper))
+    has_ports = pc.fill_null(pc.is_in(proto, pa.array([6, 17], pa.int16())), False)
+    out = {"ts_start": start.cast(TS_TYPE), "ts_end": end.cast(TS_TYPE), "src_ip": src_ip, "dst_ip": dst_ip,
+           "ip_proto": proto, "l4": l4}
+    for name, values in ints.items():
+        if values is None:
+            continue
+        if name in ("src_port", "dst_port"):
+            values = pc.if_else(has_ports, values, pa.scalar(None, pa.int64()))
+        high = 65535 if name in ("src_port", "dst_port") else (1 << 31) - 1 if name == "vlan_id" else 1 << 62
+        low_value, high_value = pc.min(values).as_py(), pc.max(values).as_py()
+        if low_value is not None and (low_value < 0 or high_value > high):
+            return None
+        out[name] = values
+    if history is not None:
+        tcp_history = pc.if_else(pc.equal(proto, pa.scalar(6, pa.int16())), history, pa.scalar(None, pa.string()))
+        out["src_tcp_flags"] = map_distinct(tcp_history, lambda h: _history_flags(h)[0], pa.uint8())[0]
+        out["dst_tcp_flags"] = map_distinct(tcp_history, lambda h: _history_flags(h)[1], pa.uint8())[0]
+    if service is not None:
+        out["app_protocol"] = pc.if_else(pc.equal(service, ""), pa.scalar(None, pa.string()), service)
+    return out
+
+
+TS_TYPE = FLOWS.field("ts_start").type
+CONN_COLUMNS = ["ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
+                "orig_bytes", "resp_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
+                "vlan"]
+FAST_MAPPERS: dict[str, tuple[Callable, list[str]]] = {"conn": (_conn_fast, CONN_COLUMNS)}
+
+
+# ---------------------------------------------------------------- JSON, the fast path (conn logs)
+#
+# Pieces of lines read by pyarrow.json with the conn fields' types given; a piece with
+# anything else (a malformed line, a blank one, nested `id` objects, a value of another
+# type) goes through the line reader's code.
+
+CONN_JSON_FIELDS = pa.schema(
+    [("ts", pa.float64()), ("id.orig_h", pa.string()), ("id.resp_h", pa.string()), ("proto", pa.string()),
+     ("service", pa.string()), ("duration", pa.float64()), ("history", pa.string())]
+    + [(column, pa.int64()) for _, column in PORT_FIELDS + COUNT_FIELDS]
+)
+
+
+def _read_json_pieces(path, source: str, stats: SourceStats, batch_rows: int) -> Iterator[Batch]:
+    errors: list[str] = []
+    with open_input(path) as stream:
+        results = ordered_map(lambda piece: _json_piece(piece, source), line_pieces(stream, errors=errors))
+        yield from _gather(results, stats, batch_rows, errors)
+
+
+def _json_piece(piece: memoryview, source: str) -> _StretchResult:
+    data = piece.obj
+    lines = data.count(b"\n", 0, piece.nbytes) + (0 if data[piece.nbytes - 1:piece.nbytes] == b"\n" else 1)
+    table = None
+    if not piece_has(piece, b"\r"):
+        try:
+            table = pjson.read_json(pa.py_buffer(piece),
+                                    read_options=pjson.ReadOptions(use_threads=False, block_size=piece.nbytes + 1),
+                                    parse_options=pjson.ParseOptions(explicit_schema=CONN_JSON_FIELDS,
+                                                                     unexpected_field_behavior="ignore"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            table = None
+    if table is not None and table.num_rows == lines:
+        columns = {name: table.column(name).combine_chunks() for name in table.column_names}
+        out = _conn_json_fast(columns, lines)
+        if out is not None:
+            n = lines
+            out["source_file"] = pa.array([source], pa.string()).take(np.zeros(n, np.int32))
+            out["flow_ref"] = pa.array(np.arange(1, n + 1, dtype=np.int64))
+            batch = pa.RecordBatch.from_arrays([_typed(out.get(f.name), n, f.type) for f in FLOWS], schema=FLOWS)
+            return _StretchResult(n, [("flows", batch)], None)
+    # the line reader's code on this piece
+    local = SourceStats(source)
+    texts = bytes(piece).split(b"\n")[:lines]
+    numbered = [(number, raw.decode("utf-8", "replace").rstrip("\r\n")) for number, raw in enumerate(texts, start=1)]
+    rows: dict[str, list[dict]] = {}
+    for table_name, row in _map_records(_json_records(source, [], iter(numbered), local), source, local):
+        rows.setdefault(table_name, []).append(row)
+    batches = []
+    for table_name, items in rows.items():
+        schema = SCHEMAS[table_name]
+        arrays = [pa.array([row.get(f.name) for row in items], type=f.type) for f in schema]
+        batches.append((table_name, pa.RecordBatch.from_arrays(arrays, schema=schema)))
+    return _StretchResult(lines, batches, local)
+
+
+def _conn_json_fast(columns: dict, n: int) -> dict | None:
+    """Vectorised `_conn` for JSON values (numbers as numbers)."""
+    ts = columns["ts"]
+    if ts.null_count or not pc.all(pc.is_finite(ts)).as_py():
+        return None
+    micros = pc.round(pc.multiply(ts, 1e6), round_mode="half_to_even")  # as epoch_to_us rounds a float
+    if pc.max(pc.abs(micros)).as_py() > 9e18:
+        return None
+    ints = {name: columns[column] for name, column in PORT_FIELDS + COUNT_FIELDS}
+    duration = columns["duration"]
+    return _conn_typed(n, micros.cast(pa.int64()), duration if duration.null_count < n else None,
+                       columns["id.orig_h"], columns["id.resp_h"], columns["proto"], ints, columns["history"],
+                       columns["service"])
+
+
+FAST_JSON = {"conn"}

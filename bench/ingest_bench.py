@@ -1,0 +1,234 @@
+"""Speed of the record readers (issue 3): nfdump CSV and Zeek conn.log TSV.
+
+    PYTHONPATH=src .venv/bin/python bench/ingest_bench.py [--nfdump-rows 5000000] [--zeek-rows 2000000]
+
+Generates (once, cached by row count) in bench/out/ a synthetic nfdump 1.7 CSV export
+(48 columns, `Summary` trailer) and a Zeek conn.log TSV with realistic values, using
+DuckDB. Each reader runs in its own process so its peak RSS (wait4) is its own; a bare
+pyarrow.csv read of the same file (threaded, all columns as strings) is the in-run
+reference, and the table prints reader speed / bare pyarrow speed. The machine is
+shared: wall-clock rates move with the load, so CPU seconds (and records per CPU-second)
+are printed too; compare before/after with `--src OTHER_CHECKOUT/src` in the same minute.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE / "out"
+REPO = HERE.parent
+
+NFDUMP_HEADER = ("ts,te,td,sa,da,sp,dp,pr,flg,fwd,stos,ipkt,ibyt,opkt,obyt,in,out,sas,das,smk,dmk,dtos,dir,nh,nhb,"
+                 "svln,dvln,ismc,odmc,idmc,osmc,mpls1,mpls2,mpls3,mpls4,mpls5,mpls6,mpls7,mpls8,mpls9,mpls10,"
+                 "cl,sl,al,ra,eng,exid,tr")
+ZEEK_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto service duration orig_bytes resp_bytes "
+               "conn_state local_orig local_resp missed_bytes history orig_pkts orig_ip_bytes resp_pkts "
+               "resp_ip_bytes tunnel_parents").split()
+ZEEK_TYPES = ("time string addr port addr port enum string interval count count string bool bool count string "
+              "count count count count set[string]").split()
+
+# a few hundred hosts talking to a few thousand peers; mostly TCP, some UDP/ICMP
+_COMMON_SQL = """
+    i,
+    TIMESTAMP '2024-03-01 00:00:00' + to_microseconds(CAST(i * 7 + (h(i) % 1000) AS BIGINT) * 1000) AS t0,
+    (h(i * 3) % 60000) / 1000.0 AS dur,
+    '10.' || (h(i) % 4) || '.' || (h(i * 5) % 250) || '.' || (1 + h(i * 7) % 250) AS sa,
+    CASE WHEN h(i * 11) % 10 = 0 THEN '2001:db8:' || printf('%x', h(i * 13) % 65535) || '::' || (h(i) % 99 + 1)
+         ELSE (h(i * 17) % 223 + 1) || '.' || (h(i * 19) % 256) || '.' || (h(i * 23) % 256) || '.' || (h(i * 29) % 254 + 1) END AS da,
+    1024 + h(i * 31) % 64000 AS sp,
+    [443, 80, 3333, 4444, 53, 123, 8080, 14444, 22][1 + h(i * 37) % 9] AS dp,
+    CASE WHEN h(i * 41) % 20 = 0 THEN 'ICMP' WHEN h(i * 41) % 20 < 5 THEN 'UDP' ELSE 'TCP' END AS pr,
+    1 + h(i * 43) % 500 AS pkts,
+    h(i * 47) % 400 AS rpkts
+"""
+
+
+def _connect():
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("CREATE MACRO h(x) AS CAST(hash(x) % 1000000007 AS BIGINT)")  # a signed pseudo-random draw
+    return con
+
+
+def generate_nfdump(path: Path, rows: int) -> None:
+    import duckdb
+
+    tmp = path.with_suffix(".tmp")
+    con = _connect()
+    con.execute(f"""
+        COPY (
+          WITH base AS (SELECT {_COMMON_SQL} FROM range({rows}) r(i))
+          SELECT strftime(t0, '%Y-%m-%d %H:%M:%S') AS ts,
+                 strftime(t0 + to_microseconds(CAST(dur * 1e6 AS BIGINT)), '%Y-%m-%d %H:%M:%S') AS te,
+                 printf('%.3f', dur) AS td, sa, da,
+                 CASE WHEN pr = 'ICMP' THEN 0 ELSE sp END AS sp,
+                 CASE WHEN pr = 'ICMP' THEN '3.3' ELSE CAST(dp AS VARCHAR) END AS dp, pr,
+                 CASE WHEN pr = 'TCP' THEN ['...AP.SF', '......S.', '...A.R..', '...AP...', '...A....'][1 + h(i) % 5]
+                      ELSE '........' END AS flg,
+                 0 AS fwd, 0 AS stos, pkts AS ipkt, pkts * (40 + h(i * 53) % 1400) AS ibyt,
+                 0 AS opkt, 0 AS obyt, 0 AS "in", 0 AS "out", 2852 AS sas, 2852 AS das, 0 AS smk, 0 AS dmk,
+                 0 AS dtos, 0 AS dir, '0.0.0.0' AS nh, '0.0.0.0' AS nhb, 0 AS svln, 0 AS dvln,
+                 '00:00:00:00:00:00' AS ismc, '00:00:00:00:00:00' AS odmc, '00:00:00:00:00:00' AS idmc,
+                 '00:00:00:00:00:00' AS osmc,
+                 '0-0-0' AS mpls1, '0-0-0' AS mpls2, '0-0-0' AS mpls3, '0-0-0' AS mpls4, '0-0-0' AS mpls5,
+                 '0-0-0' AS mpls6, '0-0-0' AS mpls7, '0-0-0' AS mpls8, '0-0-0' AS mpls9, '0-0-0' AS mpls10,
+                 '    0.000' AS cl, '    0.000' AS sl, '    0.000' AS al, '147.32.82.62' AS ra, '0/58' AS eng,
+                 1 AS exid, '1970-01-01 00:00:00.000' AS tr
+          FROM base ORDER BY i
+        ) TO '{tmp}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '')
+    """)
+    with open(path, "wb") as out:
+        out.write((NFDUMP_HEADER + "\n").encode())
+        with open(tmp, "rb") as body:
+            while block := body.read(16 << 20):
+                out.write(block)
+        out.write(b"Summary\nflows,bytes,packets,avg_bps,avg_pps,avg_bpp\n1,2,3,4,5,6\n")
+    tmp.unlink()
+
+
+def generate_zeek(path: Path, rows: int) -> None:
+    import duckdb
+
+    tmp = path.with_suffix(".tmp")
+    con = _connect()
+    con.execute(f"""
+        COPY (
+          WITH base AS (SELECT {_COMMON_SQL} FROM range({rows}) r(i))
+          SELECT printf('%.6f', epoch_us(t0) / 1e6) AS ts,
+                 'C' || printf('%017x', h(i) * 1000003 + i) AS uid,
+                 sa, sp, da, CASE WHEN pr = 'ICMP' THEN 3 ELSE dp END AS dp, lower(pr) AS proto,
+                 CASE WHEN dp = 53 THEN 'dns' WHEN dp = 443 THEN 'ssl' WHEN dp = 80 THEN 'http' ELSE '-' END AS service,
+                 CASE WHEN h(i * 59) % 10 = 0 THEN '-' ELSE printf('%.6f', dur) END AS duration,
+                 CASE WHEN h(i * 59) % 10 = 0 THEN '-' ELSE CAST(pkts * 40 AS VARCHAR) END AS orig_bytes,
+                 CASE WHEN h(i * 59) % 10 = 0 THEN '-' ELSE CAST(rpkts * 300 AS VARCHAR) END AS resp_bytes,
+                 ['SF', 'S0', 'REJ', 'RSTO', 'OTH'][1 + h(i * 61) % 5] AS conn_state, '-' AS local_orig,
+                 '-' AS local_resp, 0 AS missed_bytes,
+                 CASE WHEN pr = 'TCP' THEN ['ShADadFf', 'S', 'Sr', 'ShADadR', 'ShAdDaFf'][1 + h(i) % 5]
+                      WHEN pr = 'UDP' THEN 'Dd' ELSE '-' END AS history,
+                 pkts AS orig_pkts, pkts * 92 AS orig_ip_bytes, rpkts AS resp_pkts, rpkts * 420 AS resp_ip_bytes,
+                 '(empty)' AS tunnel_parents
+          FROM base ORDER BY i
+        ) TO '{tmp}' (FORMAT csv, DELIMITER '\t', HEADER false, QUOTE '', ESCAPE '')
+    """)
+    header = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-", "#path\tconn",
+              "#open\t2024-03-01-00-00-00", "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]
+    with open(path, "wb") as out:
+        out.write(("\n".join(header) + "\n").encode())
+        with open(tmp, "rb") as body:
+            while block := body.read(16 << 20):
+                out.write(block)
+        out.write(b"#close\t2024-03-02-00-00-00\n")
+    tmp.unlink()
+
+
+# ---------------------------------------------------------------- one measurement (child process)
+
+
+def run_one(kind: str, path: str) -> dict:
+    started = time.perf_counter()
+    records = 0
+    if kind in ("nfdump", "zeek"):
+        from minewatch.sources._records import SourceStats
+
+        stats = SourceStats(path)
+        if kind == "nfdump":
+            from minewatch.sources.nfdump import read_nfdump as reader
+        else:
+            from minewatch.sources.zeek import read_zeek as reader
+        for _, batch in reader(path, stats=stats):
+            records += batch.num_rows
+        rejected = stats.rejected_total
+    else:  # bare pyarrow.csv, threaded, every column as text
+        import pyarrow as pa
+        import pyarrow.csv as pcsv
+
+        rejected = 0
+        zeek = kind == "pyarrow-tsv"
+        with open(path, "rb") as f:
+            first = f.readline().decode()
+            names = ZEEK_FIELDS if zeek else first.strip().split(",")
+        read_options = pcsv.ReadOptions(block_size=8 << 20, use_threads=True, column_names=names,
+                                        skip_rows=8 if zeek else 1)
+        parse_options = pcsv.ParseOptions(delimiter="\t" if zeek else ",", quote_char=False,
+                                          invalid_row_handler=lambda row: "skip")
+        convert_options = pcsv.ConvertOptions(column_types={n: pa.string() for n in names})
+        for batch in pcsv.open_csv(path, read_options=read_options, parse_options=parse_options,
+                                   convert_options=convert_options):
+            records += batch.num_rows
+    return {"records": records, "rejected": rejected, "seconds": time.perf_counter() - started}
+
+
+def measure(kind: str, path: Path, src: Path) -> dict:
+    env = dict(os.environ, PYTHONPATH=str(src))
+    process = subprocess.Popen([sys.executable, __file__, "--run", kind, str(path)], stdout=subprocess.PIPE, env=env)
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"{kind} failed (status {status})")
+    result = json.loads(output)
+    result["peak_rss_mib"] = usage.ru_maxrss / 1024  # kilobytes on Linux
+    result["cpu_seconds"] = usage.ru_utime + usage.ru_stime
+    return result
+
+
+def _generate(kind: str, path: Path, rows: int) -> None:
+    """In a child process, so that DuckDB's memory does not count in the readers' peak RSS
+    (Linux carries a parent's max RSS over fork into its children)."""
+    subprocess.run([sys.executable, __file__, "--generate", kind, str(path), str(rows)], check=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nfdump-rows", type=int, default=5_000_000)
+    parser.add_argument("--zeek-rows", type=int, default=2_000_000)
+    parser.add_argument("--only", choices=("nfdump", "zeek"), help="measure one format only")
+    parser.add_argument("--src", type=Path, default=REPO / "src",
+                        help="the source tree whose readers are measured (another checkout, for before/after)")
+    parser.add_argument("--run", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
+    parser.add_argument("--generate", nargs=3, metavar=("KIND", "PATH", "ROWS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        print(json.dumps(run_one(*args.run)))
+        return
+    if args.generate:
+        kind, path, rows = args.generate
+        (generate_nfdump if kind == "nfdump" else generate_zeek)(Path(path), int(rows))
+        return
+    OUT.mkdir(exist_ok=True)
+    jobs = []
+    if args.only in (None, "nfdump"):
+        path = OUT / f"nfdump17_{args.nfdump_rows}.csv"
+        if not path.exists():
+            print(f"generating {path} ...", flush=True)
+            _generate("nfdump", path, args.nfdump_rows)
+        jobs.append(("nfdump", "pyarrow-csv", path))
+    if args.only in (None, "zeek"):
+        path = OUT / f"zeek_conn_{args.zeek_rows}.log"
+        if not path.exists():
+            print(f"generating {path} ...", flush=True)
+            _generate("zeek", path, args.zeek_rows)
+        jobs.append(("zeek", "pyarrow-tsv", path))
+    print(f"{'reader':<14}{'file':<28}{'MiB':>7}{'records':>11}{'rejected':>9}{'seconds':>9}"
+          f"{'records/s':>12}{'CPU s':>8}{'rec/CPU-s':>11}{'peak RSS MiB':>14}{'vs bare':>9}")
+    for reader, bare, path in jobs:
+        size = path.stat().st_size / (1 << 20)
+        reference = measure(bare, path, args.src)
+        result = measure(reader, path, args.src)
+        for name, r in ((bare, reference), (reader, result)):
+            rate = r["records"] / r["seconds"]
+            ratio = rate / (reference["records"] / reference["seconds"])
+            print(f"{name:<14}{path.name:<28}{size:>7.0f}{r['records']:>11}{r['rejected']:>9}{r['seconds']:>9.2f}"
+                  f"{rate:>12,.0f}{r['cpu_seconds']:>8.1f}{r['records'] / r['cpu_seconds']:>11,.0f}"
+                  f"{r['peak_rss_mib']:>14.0f}{ratio:>9.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

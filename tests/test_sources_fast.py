@@ -1,0 +1,302 @@
+"""The fast paths of the record readers (issue 3): threaded pieces for CSV, pyarrow.csv
+plus vectorised conversion for Zeek TSV. They must give what the line readers give,
+row for row and reject for reject, on real logs and on big files with bad lines inside."""
+
+import gzip
+
+import pyarrow as pa
+import pytest
+
+from minewatch.sources import _records, zeek
+from minewatch.sources._records import ArrowBatcher, SourceStats, collect_tables, line_pieces
+from minewatch.sources.nfdump import read_nfdump
+from minewatch.sources.zeek import read_zeek
+
+from conftest import DATA
+
+HERE = DATA / "sources"
+
+
+def fast(path, **options):
+    stats = SourceStats(str(path))
+    return collect_tables(read_zeek(path, stats=stats, **options)), stats
+
+
+def by_line(path):
+    """The line-by-line Zeek reader (the reference the fast path must match)."""
+    stats = SourceStats(str(path))
+    return collect_tables(zeek._read_by_line(path, str(path), stats, _records.BATCH_ROWS)), stats
+
+
+def assert_same(path):
+    tables, stats = fast(path)
+    expected, expected_stats = by_line(path)
+    assert sorted(tables) == sorted(expected), path
+    for name, table in tables.items():
+        assert table.equals(expected[name]), (path, name)
+    assert [(r.line, r.reason, r.raw) for r in stats.rejects] == [(r.line, r.reason, r.raw) for r in expected_stats.rejects]
+    assert stats.notes == expected_stats.notes and stats.ignored == expected_stats.ignored
+    assert stats.accepted == expected_stats.accepted and stats.reader == expected_stats.reader
+    return tables, stats
+
+
+@pytest.fixture
+def small_pieces(monkeypatch):
+    """Pieces of 64 KiB, so that even small files are cut in many, read by several threads."""
+    monkeypatch.setattr(_records, "CHUNK_BYTES", 64 << 10)
+    monkeypatch.setattr(_records, "WORKERS", 2)
+
+
+# ---------------------------------------------------------------- Zeek TSV
+
+
+def test_every_slips_zeek_tsv_log_matches_the_line_reader(corpus, small_pieces):
+    compared = 0
+    for path in sorted((corpus / "slips").rglob("*.log*")):
+        if path.read_bytes()[:1] != b"#":
+            continue  # JSON logs go through the line reader anyway
+        assert_same(path)
+        compared += 1
+    assert compared >= 18
+
+
+def test_fixtures_match_the_line_reader(small_pieces):
+    for name in ("zeek_conn.log", "conn.log.labeled", "zeek_dns.log", "zeek_ssl.log", "x509.log"):
+        assert_same(HERE / name)
+
+
+def test_clean_conn_stretch_takes_the_vectorised_path(corpus):
+    path = corpus / "slips/test18-malicious-ctu-sme-11-win/zeek-labeled/conn.log.labeled"
+    state = {"closed": False, "fields": False}
+    with _records.open_input(path) as stream:
+        stretches = [s for s in zeek._stretches(stream, str(path), state, []) if not s.directive]
+    assert stretches and stretches[0].kind == "conn"
+    result = zeek._fast_stretch(stretches[0], str(path))
+    assert result is not None and result.tables[0][1].num_rows == 766
+
+
+def _big_conn_log(tmp_path, copies: int = 2500):
+    """The conn fixture's 10 rows many times over (25,000 data lines), one header."""
+    lines = (HERE / "zeek_conn.log").read_text().splitlines()
+    header = [line for line in lines if line.startswith("#") and not line.startswith("#close")]
+    rows = [line for line in lines if not line.startswith("#")]
+    body = rows * copies
+    return header, body, lines[-1]
+
+
+def test_bad_lines_inside_a_big_block_keep_their_line_and_reason(tmp_path, small_pieces):
+    header, body, close = _big_conn_log(tmp_path)
+    first_data_line = len(header) + 1
+    bad = {  # index in body -> (the broken line, expected reason start)
+        7: (body[7].replace("\t53\t", "\t99999\t", 1), "bad port in id.resp_p"),
+        12_345: ("\t".join(body[12_345].split("\t")[:5]), "wrong number of fields (5, expected 21)"),
+        20_001: (body[20_001].replace(body[20_001].split("\t")[0], "yesterday", 1), "bad time in ts"),
+        24_998: (body[24_998].replace(body[24_998].split("\t")[2], "-", 1), "missing id.orig_h"),
+    }
+    for index, (line, _) in bad.items():
+        body[index] = line
+    body[16_000] = body[16_000].replace("\tdns\t", "\t(empty)\t", 1)  # valid, but only the line reader knows it
+    path = tmp_path / "conn.log"
+    path.write_text("\n".join(header + body + [close]) + "\n")
+    tables, stats = assert_same(path)
+    reasons = {r.line: r.reason for r in stats.rejects}
+    assert sorted(reasons) == [first_data_line + index for index in sorted(bad)]
+    for index, (_, reason) in bad.items():
+        assert reasons[first_data_line + index].startswith(reason)
+    flows = tables["flows"]
+    assert flows.num_rows == len(body) - len(bad)
+    refs = flows.column("flow_ref").to_pylist()
+    expected = [first_data_line + i for i in range(len(body)) if i not in bad]
+    assert refs == expected
+    assert flows.slice(refs.index(first_data_line + 16_000), 1).to_pylist()[0]["app_protocol"] is None
+
+
+def test_big_gzip_log_in_many_pieces_with_bounded_batches(tmp_path, small_pieces):
+    header, body, close = _big_conn_log(tmp_path, copies=1000)
+    path = tmp_path / "conn.log.gz"
+    path.write_bytes(gzip.compress(("\n".join(header + body + [close]) + "\n").encode()))
+    batches = list(read_zeek(path, stats=SourceStats(str(path)), batch_rows=4096))
+    sizes = [b.num_rows for _, b in batches]
+    assert sum(sizes) == 10_000 and max(sizes) <= 4096
+    assert min(sizes[:-1]) >= 1024  # small pieces are gathered: no stream of tiny batches
+    assert_same(path)
+
+
+def test_two_logs_in_one_file_and_directives_between(tmp_path, small_pieces):
+    """A second header in the middle (concatenated logs): the new #fields applies from there."""
+    conn = (HERE / "zeek_conn.log").read_text()
+    dns = (HERE / "zeek_dns.log").read_text()
+    path = tmp_path / "mixed.log"
+    path.write_text(conn + "\n" + dns)
+    tables, stats = assert_same(path)
+    assert tables["flows"].num_rows == 10 and tables["dns"].num_rows > 0
+
+
+# ---------------------------------------------------------------- nfdump / CSV pieces
+
+
+def test_nfdump_csv_in_many_pieces_keeps_lines_of_bad_rows_and_flow_refs(tmp_path, small_pieces):
+    lines = (HERE / "nfdump17.csv").read_text().splitlines()
+    header, rows, trailer = lines[0], [l for l in lines[1:] if l.count(",") > 40], lines[-3:]
+    body = (rows * 4000)[:20_000]
+    bad = {
+        3: ",".join(body[3].split(",")[:3] + ["not-an-ip"] + body[3].split(",")[4:]),
+        9_999: "2018-01-12 15:37:30,2018-01-12 15:37:30,0.000,147.32.80.119",
+        17_777: body[17_777].replace(",TCP,", ",XYZ,", 1),
+    }
+    for index, line in bad.items():
+        body[index] = line
+    body[12_000] = ""  # a blank line: not a record, not a reject
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([header, *body, *trailer]) + "\n")
+    stats = SourceStats(str(path))
+    flows = collect_tables(read_nfdump(path, stats=stats))["flows"]
+    assert {r.line: r.reason for r in stats.rejects} == {
+        2 + 3: "bad address in sa",
+        2 + 9_999: "wrong number of fields (4, expected 48)",
+        2 + 17_777: "bad protocol in pr",
+    }
+    skipped = set(bad) | {12_000}
+    assert flows.column("flow_ref").to_pylist() == [2 + i for i in range(len(body)) if i not in skipped]
+    assert stats.accepted["flows"] == flows.num_rows == len(body) - len(skipped)
+    assert stats.ignored["empty rows"] == 1
+
+
+def test_csv_pieces_stop_at_the_trailer_even_mid_piece(tmp_path, small_pieces):
+    lines = (HERE / "nfdump17.csv").read_text().splitlines()
+    rows = [l for l in lines[1:] if l.count(",") > 40]
+    # a trailer line that is a valid row by shape after Summary must not be read either
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([lines[0], *rows * 500, "Summary", rows[0], "flows,bytes"]) + "\n")
+    stats = SourceStats(str(path))
+    flows = collect_tables(read_nfdump(path, stats=stats))["flows"]
+    assert flows.num_rows == len(rows) * 500 and stats.rejected_total == 0
+
+
+def test_line_pieces_cut_only_at_line_ends():
+    import io
+
+    text = b"".join(b"line %d with some text\n" % i for i in range(5000)) + b"last without newline"
+    pieces = [bytes(p) for p in line_pieces(io.BytesIO(text), chunk_bytes=1000)]
+    assert b"".join(pieces) == text and len(pieces) > 50
+    assert all(p.endswith(b"\n") for p in pieces[:-1])
+
+
+def test_arrow_batcher_bounds_and_gathers():
+    stats = SourceStats("x")
+    batcher = ArrowBatcher("t", stats, batch_rows=8)
+    out = []
+    for size in (1, 1, 10, 1, 0, 20):
+        out += batcher.add(pa.record_batch({"a": list(range(size))}))
+    out += batcher.flush()
+    assert [b.num_rows for _, b in out] == [2, 8, 2, 8, 8, 5]  # the two 1s gathered, 1 + 20 gathered
+    assert sum((b.column(0).to_pylist() for _, b in out), []) == [0, 0] + list(range(10)) + [0] + list(range(20))
+    assert stats.accepted["t"] == 33
+
+
+def test_cut_gzip_keeps_what_was_read_and_says_where(tmp_path, small_pieces):
+    header, body, close = _big_conn_log(tmp_path, copies=1000)
+    packed = gzip.compress(("\n".join(header + body + [close]) + "\n").encode())
+    path = tmp_path / "conn.log.gz"
+    path.write_bytes(packed[: len(packed) // 2])
+    tables, stats = fast(path)
+    assert 0 < tables["flows"].num_rows < len(body)
+    assert stats.rejects[-1].reason == "compressed file cut short or corrupt"
+    # the reject names the line after the last one read
+    assert stats.rejects[-1].line > tables["flows"].column("flow_ref").to_pylist()[-1]
+
+
+# ---------------------------------------------------------------- Suricata EVE
+
+
+def suricata_both(path):
+    from minewatch.sources import suricata
+
+    stats = SourceStats(str(path))
+    tables = collect_tables(suricata.read_suricata(path, stats=stats))
+    expected_stats = SourceStats(str(path))
+    expected = collect_tables(suricata._read_by_line(path, str(path), expected_stats, _records.BATCH_ROWS))
+    assert sorted(tables) == sorted(expected)
+    for name, table in tables.items():
+        assert table.equals(expected[name]), name
+    assert [(r.line, r.reason, r.raw) for r in stats.rejects] == [(r.line, r.reason, r.raw) for r in expected_stats.rejects]
+    assert stats.ignored == expected_stats.ignored and stats.accepted == expected_stats.accepted
+    return tables, stats
+
+
+def test_suricata_pieces_match_the_line_reader(corpus, small_pieces):
+    for path in (corpus / "slips/test6-malicious.suricata.json", HERE / "suricata_eve.json", HERE / "suricata_versions.json"):
+        suricata_both(path)
+
+
+def test_suricata_flow_and_alert_events_take_the_vectorised_path(corpus):
+    from minewatch.sources import suricata
+
+    data = (corpus / "slips/test6-malicious.suricata.json").read_bytes()
+    lines = data.count(b"\n")
+    table = suricata._parse_json(memoryview(data), lines)
+    assert table is not None and table.num_rows == 5000
+    kinds = table.column("event_type").to_pylist()
+    for kind, (name, builder) in suricata.FAST_EVENTS.items():
+        rows = [i for i, k in enumerate(kinds) if k == kind]
+        import numpy as np
+
+        batch = builder(table.take(rows), "x", np.asarray(rows) + 1)
+        assert batch is not None and batch.num_rows == {"flow": 3512, "alert": 745}[kind]
+
+
+def test_suricata_bad_lines_inside_a_big_block(corpus, tmp_path, small_pieces):
+    good = (corpus / "slips/test6-malicious.suricata.json").read_text().splitlines()
+    body = good * 4  # 20,000 lines
+    flow = next(i for i, line in enumerate(body) if '"event_type":"flow"' in line)
+    alert = next(i for i, line in enumerate(body) if '"event_type":"alert"' in line and i > 9000)
+    bad = {
+        flow: body[flow].replace('"src_ip":', '"src_ip_gone":', 1),  # -> missing src_ip or dest_ip
+        alert: body[alert].replace('"timestamp":"', '"timestamp":"x', 1),  # -> bad time
+        13_000: body[13_000][:90],  # cut: malformed JSON
+        17_500: "[1, 2]",
+    }
+    for index, line in bad.items():
+        body[index] = line
+    body[15_000] = ""  # a blank line: skipped, not counted
+    path = tmp_path / "eve.json"
+    path.write_text("\n".join(body) + "\n")
+    tables, stats = suricata_both(path)
+    reasons = {r.line: r.reason for r in stats.rejects}
+    assert sorted(reasons) == sorted(index + 1 for index in bad)
+    assert reasons[flow + 1] == "missing src_ip or dest_ip"
+    assert reasons[alert + 1].startswith("bad time in timestamp")
+    assert reasons[13_001].startswith("malformed JSON") and reasons[17_501] == "JSON line is not an object"
+    refs = tables["flows"].column("flow_ref").to_pylist()
+    assert refs == sorted(refs) and flow + 1 not in refs
+
+
+# ---------------------------------------------------------------- Zeek JSON (conn)
+
+
+def test_zeek_json_conn_logs_match_the_line_reader(corpus, small_pieces):
+    for path in (corpus / "slips/test9-mixed-zeek-dir/conn.log", corpus / "slips/test13-malicious-dhcpscan-zeek-dir/conn.log",
+                 HERE / "conn.json.log", HERE / "http.json.log", HERE / "dns.json.log"):
+        assert_same(path)
+    data = (corpus / "slips/test9-mixed-zeek-dir/conn.log").read_bytes()
+    result = zeek._json_piece(memoryview(data), "conn.log")
+    assert result.stats is None and result.tables[0][1].num_rows == 576  # the vectorised path took it all
+
+
+def test_zeek_json_bad_lines_inside_a_big_block(corpus, tmp_path, small_pieces):
+    body = (corpus / "slips/test9-mixed-zeek-dir/conn.log").read_text().splitlines() * 40  # 23,040 lines
+    bad = {
+        100: body[100].replace('"id.orig_p":', '"id.orig_p":70000,"x":', 1),  # port out of range
+        9_000: body[9_000][:50],  # cut line
+        21_000: body[21_000].replace('"ts":', '"ts":"later","was":', 1),
+    }
+    for index, line in bad.items():
+        body[index] = line
+    path = tmp_path / "conn.log"
+    path.write_text("\n".join(body) + "\n")
+    tables, stats = assert_same(path)
+    reasons = {r.line: r.reason for r in stats.rejects}
+    assert sorted(reasons) == [101, 9_001, 21_001]
+    assert reasons[101].startswith("bad port in id.orig_p") and reasons[9_001].startswith("malformed JSON")
+    assert reasons[21_001].startswith("bad time in ts")
+    assert tables["flows"].num_rows == len(body) - 3

@@ -9,6 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("pcap_bench.py", []),  # minewatch scan vs ndpiReader on 1M and 2M packets
+    ("ingest_bench.py", []),  # nfdump CSV and Zeek conn readers vs a bare pyarrow CSV read
     ("power_bench.py", ["--meters", "1000000", "--days", "30"]),
     ("power_eval.py", ["--out", str(HERE / "out" / "power_eval.md")]),
 ]

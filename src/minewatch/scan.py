@@ -18,7 +18,6 @@ import pyarrow as pa
 from minewatch.detect import Context, load_all
 from minewatch.errors import InputError, UsageError
 from minewatch.evidence import detect_flows
-from minewatch.schema import EVIDENCE
 from minewatch.sources import ReadStats, sha256_file
 
 READERS = ("auto", "fast", "nfstream")

@@ -132,6 +132,39 @@ class RowBatcher:
         return (self.table, batch)
 
 
+class PieceJoiner:
+    """Puts back together the tables of a file read in pieces (in file order): each
+    piece's line-relative record numbers and reject lines are shifted by the lines read
+    before it, and rows are re-batched per table."""
+
+    def __init__(self, stats: SourceStats, batch_rows: int = BATCH_ROWS):
+        self.stats, self.batch_rows = stats, batch_rows
+        self.batchers: dict[str, ArrowBatcher] = {}
+        self.lines_before = 0
+
+    def add(self, tables, piece_stats: SourceStats | None, piece_lines: int) -> Iterator[Batch]:
+        before = self.lines_before
+        if piece_stats is not None:
+            for reject in piece_stats.rejects:
+                reject.line += before
+            self.stats.absorb(piece_stats)
+        for table, batch in tables:
+            index = batch.schema.get_field_index("flow_ref" if table == "flows" else "record_ref")
+            shifted = pc.add(batch.column(index), pa.scalar(before, pa.int64()))
+            batch = batch.set_column(index, batch.schema.field(index), shifted)
+            batcher = self.batchers.get(table)
+            if batcher is None:
+                batcher = self.batchers[table] = ArrowBatcher(table, self.stats, self.batch_rows)
+            yield from batcher.add(batch)
+        self.lines_before += piece_lines
+
+    def finish(self, errors: list[str]) -> Iterator[Batch]:
+        if errors:
+            self.stats.reject(self.lines_before + 1, "compressed file cut short or corrupt", errors[0])
+        for batcher in self.batchers.values():
+            yield from batcher.flush()
+
+
 class ArrowBatcher:
     """Collects record batches of one table and yields batches of at most `batch_rows`.
     Big batches are only sliced (no copy); small ones are gathered until they make a

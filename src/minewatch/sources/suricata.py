@@ -33,7 +33,7 @@ from minewatch.schema.http import HTTP
 from minewatch.schema.tls import TLS
 from minewatch.sources._records import (
     BATCH_ROWS,
-    ArrowBatcher,
+    PieceJoiner,
     line_pieces,
     looks_binary,
     map_distinct,
@@ -139,26 +139,12 @@ class _PieceResult:
 
 
 def _read_in_pieces(path, source: str, stats: SourceStats, batch_rows: int) -> Iterator[Batch]:
-    batchers: dict[str, ArrowBatcher] = {}
+    joiner = PieceJoiner(stats, batch_rows)
     errors: list[str] = []
-    before = 0
     with open_input(path) as stream:
         for result in ordered_map(lambda piece: _read_piece(piece, source), line_pieces(stream, errors=errors)):
-            for reject in result.stats.rejects:
-                reject.line += before
-            stats.absorb(result.stats)
-            for table, batch in result.tables:
-                ref = "flow_ref" if table == "flows" else "record_ref"
-                index = batch.schema.get_field_index(ref)
-                shifted = pc.add(batch.column(index), pa.scalar(before, pa.int64()))
-                batch = batch.set_column(index, batch.schema.field(index), shifted)
-                batcher = batchers.get(table) or batchers.setdefault(table, ArrowBatcher(table, stats, batch_rows))
-                yield from batcher.add(batch)
-            before += result.lines
-    if errors:
-        stats.reject(before + 1, "compressed file cut short or corrupt", errors[0])
-    for batcher in batchers.values():
-        yield from batcher.flush()
+            yield from joiner.add(result.tables, result.stats, result.lines)
+    yield from joiner.finish(errors)
 
 
 def _read_piece(piece: memoryview, source: str) -> _PieceResult:

@@ -36,7 +36,7 @@ from minewatch.sources._records import (
     BATCH_ROWS,
     DECIMALS,
     DIGITS,
-    ArrowBatcher,
+    PieceJoiner,
     epoch_text_to_us,
     line_pieces,
     map_distinct,
@@ -220,21 +220,9 @@ def _tsv_records(source: str, head: list, lines: Iterator, stats: SourceStats) -
             if header.path:
                 kind = header.path
             continue
-        if kind not in TABLE_OF_LOG and kind:
-            yield number, kind, {}  # a log we skip: no need to check it
-            continue
-        if not header.fields:
-            stats.reject(number, "data line before the #fields header", text)
-            continue
-        values = text.split(header.separator)
-        if len(values) != len(header.fields):
-            stats.reject(number, f"wrong number of fields ({len(values)}, expected {len(header.fields)})", text)
-            continue
-        fields = {"_raw": text}
-        types = header.types if len(header.types) == len(header.fields) else [""] * len(header.fields)
-        for name, kind_of_value, value in zip(header.fields, types, values):
-            fields[name] = _tsv_value(value, kind_of_value, header)
-        yield number, kind, fields
+        record = _data_record(header, kind, number, text, stats)
+        if record is not None:
+            yield record
     if not closed and header.fields:
         stats.note("no #close line: the log may be cut short or still being written")
 
@@ -520,27 +508,10 @@ def _read_tsv(path, source: str, stats: SourceStats, batch_rows: int) -> Iterato
 
 def _gather(results: Iterator[_StretchResult], stats: SourceStats, batch_rows: int, errors: list) -> Iterator[Batch]:
     """Results of the workers, in file order: line numbers shifted, batches of `batch_rows`."""
-    batchers: dict[str, ArrowBatcher] = {}
-    before = 0  # lines before the current stretch
+    joiner = PieceJoiner(stats, batch_rows)
     for result in results:
-        if result.stats is not None:
-            for reject in result.stats.rejects:
-                reject.line += before
-            stats.absorb(result.stats)
-        for table, batch in result.tables:
-            ref = "flow_ref" if table == "flows" else "record_ref"
-            index = batch.schema.get_field_index(ref)
-            shifted = pc.add(batch.column(index), pa.scalar(before, pa.int64()))
-            batch = batch.set_column(index, batch.schema.field(index), shifted)
-            batcher = batchers.get(table)
-            if batcher is None:
-                batcher = batchers[table] = ArrowBatcher(table, stats, batch_rows)
-            yield from batcher.add(batch)
-        before += result.lines
-    if errors:
-        stats.reject(before + 1, "compressed file cut short or corrupt", errors[0])
-    for batcher in batchers.values():
-        yield from batcher.flush()
+        yield from joiner.add(result.tables, result.stats, result.lines)
+    yield from joiner.finish(errors)
 
 
 def _stretches(stream, source: str, state: dict, errors: list) -> Iterator[_Stretch]:
@@ -625,21 +596,27 @@ def _stretch_records(stretch: _Stretch, numbered, stats: SourceStats) -> Iterato
     for number, text in numbered:
         if not text.strip():
             continue
-        if kind not in TABLE_OF_LOG and kind:
-            yield number, kind, {}  # a log we skip: no need to check it
-            continue
-        if not header.fields:
-            stats.reject(number, "data line before the #fields header", text)
-            continue
-        values = text.split(header.separator)
-        if len(values) != len(header.fields):
-            stats.reject(number, f"wrong number of fields ({len(values)}, expected {len(header.fields)})", text)
-            continue
-        fields = {"_raw": text}
-        types = header.types if len(header.types) == len(header.fields) else [""] * len(header.fields)
-        for name, kind_of_value, value in zip(header.fields, types, values):
-            fields[name] = _tsv_value(value, kind_of_value, header)
-        yield number, kind, fields
+        record = _data_record(header, kind, number, text, stats)
+        if record is not None:
+            yield record
+
+
+def _data_record(header, kind: str, number: int, text: str, stats: SourceStats) -> tuple[int, str, dict] | None:
+    """One TSV data line under `header` as (line, log kind, fields), or None when rejected."""
+    if kind not in TABLE_OF_LOG and kind:
+        return number, kind, {}  # a log we skip: no need to check it
+    if not header.fields:
+        stats.reject(number, "data line before the #fields header", text)
+        return None
+    values = text.split(header.separator)
+    if len(values) != len(header.fields):
+        stats.reject(number, f"wrong number of fields ({len(values)}, expected {len(header.fields)})", text)
+        return None
+    fields = {"_raw": text}
+    types = header.types if len(header.types) == len(header.fields) else [""] * len(header.fields)
+    for name, kind_of_value, value in zip(header.fields, types, values):
+        fields[name] = _tsv_value(value, kind_of_value, header)
+    return number, kind, fields
 
 
 def _fast_stretch(stretch: _Stretch, source: str) -> _StretchResult | None:

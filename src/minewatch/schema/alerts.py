@@ -3,17 +3,11 @@ what another sensor said about the same hosts."""
 
 import pyarrow as pa
 
-from minewatch.schema.flows import TS
+from minewatch.schema.flows import RECORD_FIELDS
 
 ALERTS = pa.schema(
     [
-        pa.field("source_file", pa.string(), nullable=False),
-        pa.field("record_ref", pa.int64(), nullable=False),
-        pa.field("ts", TS, nullable=False),
-        pa.field("src_ip", pa.string()),
-        pa.field("src_port", pa.int32()),
-        pa.field("dst_ip", pa.string()),
-        pa.field("dst_port", pa.int32()),
+        *RECORD_FIELDS,
         pa.field("l4", pa.string()),
         pa.field("signature_id", pa.int64()),
         pa.field("signature", pa.string()),

@@ -38,5 +38,36 @@ FLOWS = pa.schema(
         pa.field("src_iat_mean_ms", pa.float64()),  # between payload packets of src
         pa.field("src_iat_std_ms", pa.float64()),
         pa.field("app_protocol", pa.string()),  # nDPI label where nfstream produced the flow
+        # Application messages per side: payload segments of one side less than 5 ms
+        # apart merged into one (a request, reply or TLS record split by the MSS).
+        # Sizes are payload bytes; intervals are between message starts. Packet
+        # sources only; null where the source does not see packets (NetFlow, Zeek).
+        pa.field("src_msgs", pa.int64()),
+        pa.field("src_msg_size_mean", pa.float64()),
+        pa.field("src_msg_size_std", pa.float64()),
+        pa.field("src_msg_iat_mean_ms", pa.float64()),
+        pa.field("src_msg_iat_std_ms", pa.float64()),
+        pa.field("dst_msgs", pa.int64()),
+        pa.field("dst_msg_size_mean", pa.float64()),
+        pa.field("dst_msg_size_std", pa.float64()),
+        pa.field("dst_msg_iat_mean_ms", pa.float64()),
+        pa.field("dst_msg_iat_std_ms", pa.float64()),
     ]
 )
+
+MESSAGE_FIELDS = tuple(f"{side}_{name}" for side in ("src", "dst")
+                       for name in ("msgs", "msg_size_mean", "msg_size_std", "msg_iat_mean_ms", "msg_iat_std_ms"))
+MESSAGE_GAP_S = 0.005  # segments of one side closer than this belong to one message
+
+
+# Leading columns of the per-record sensor tables that name a connection (tls, http, alerts):
+# where the record came from, when, and its endpoints (src = client).
+RECORD_FIELDS = [
+    pa.field("source_file", pa.string(), nullable=False),
+    pa.field("record_ref", pa.int64(), nullable=False),  # line or record number in the source
+    pa.field("ts", TS, nullable=False),
+    pa.field("src_ip", pa.string()),
+    pa.field("src_port", pa.int32()),
+    pa.field("dst_ip", pa.string()),
+    pa.field("dst_port", pa.int32()),
+]

@@ -3,17 +3,11 @@ Suricata http events)."""
 
 import pyarrow as pa
 
-from minewatch.schema.flows import TS
+from minewatch.schema.flows import RECORD_FIELDS
 
 HTTP = pa.schema(
     [
-        pa.field("source_file", pa.string(), nullable=False),
-        pa.field("record_ref", pa.int64(), nullable=False),
-        pa.field("ts", TS, nullable=False),
-        pa.field("src_ip", pa.string()),
-        pa.field("src_port", pa.int32()),
-        pa.field("dst_ip", pa.string()),
-        pa.field("dst_port", pa.int32()),
+        *RECORD_FIELDS,
         pa.field("method", pa.string()),
         pa.field("host", pa.string()),
         pa.field("uri", pa.string()),

@@ -12,8 +12,8 @@ $(STAMP): pyproject.toml setup.py src/minewatch/sources/_fastpcap.c scripts/boot
 demo: $(STAMP)
 	$(BIN)/minewatch demo
 
-# Real exporters for the flow-record tests (softflowd -> nfcapd on loopback).
-TEST_TOOLS := nfdump:nfdump softflowd:softflowd
+# Real exporters for the flow-record tests (softflowd -> nfcapd on loopback), Java for Spark.
+TEST_TOOLS := nfdump:nfdump softflowd:softflowd java:openjdk-17-jre-headless
 
 test: $(STAMP)
 	bash scripts/apt-need.sh $(TEST_TOOLS)

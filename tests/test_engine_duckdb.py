@@ -132,9 +132,9 @@ def test_a_failing_detector_is_reported_and_the_others_run(workspace):
         SQL_REGISTRY.pop("test.broken_sql")
 
 
-def test_spark_engine_is_refused_clearly(workspace):
+def test_unreachable_spark_master_is_refused_clearly(workspace):
     result = run("detect", "--workspace", workspace, "--engine", "spark", "--spark-master", "spark://x:7077")
-    assert "Spark engine is not available yet" in str(result.exception)
+    assert "cannot reach the Spark master" in str(result.exception)
 
 
 def test_not_a_workspace(tmp_path):

@@ -1,2 +1,2 @@
-"""Where SQL detectors run: duckdb.py (embedded, the default), later spark.py (cluster);
-dialect.py renders the DuckDB-dialect SQL for other engines with sqlglot."""
+"""Where SQL detectors run: duckdb.py (embedded, the default) and spark.py (PySpark, local
+mode or a cluster); dialect.py renders the DuckDB-dialect SQL for Spark with sqlglot."""

@@ -92,8 +92,9 @@ def ingest(
 
 def detect(
     workspace: str = typer.Option(..., "--workspace", "-w", help=WORKSPACE_HELP),
-    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (not available yet)."),
-    spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL (with --engine spark)."),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (needs PySpark and Java)."),
+    spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL, e.g. spark://host:7077 (default local[2])."),
+    spark_tables: Optional[str] = typer.Option(None, "--spark-tables", help="Where Spark reads the workspace tables (hdfs://..., s3a://...; default: the workspace folder)."),
     intel: List[str] = typer.Option([], "--intel", help="Extra indicator list: domains, IPs/CIDRs, ip:port (repeatable)."),
     detector: List[str] = typer.Option([], "--detector", help="Run only this SQL detector (repeatable)."),
     memory_limit: str = typer.Option("1536MB", "--memory-limit", help="DuckDB memory limit."),
@@ -101,21 +102,33 @@ def detect(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
 ):
     """Run the SQL detectors over the workspace tables; evidence goes to the workspace."""
-    from minewatch.engine.duckdb import DuckDBEngine
     from minewatch.workspace.store import Workspace
 
-    if engine == "spark":
-        raise UsageError("the Spark engine is not available yet; use --engine duckdb"
-                         + (f" (--spark-master {spark_master} ignored)" if spark_master else ""))
-    if engine != "duckdb":
+    if engine not in ("duckdb", "spark"):
         raise UsageError(f"--engine must be duckdb or spark, not {engine!r}")
-    report = DuckDBEngine(Workspace(workspace), _intel(intel), memory_limit, threads).run(detector or None)
+    if engine == "duckdb" and (spark_master or spark_tables):
+        raise UsageError("--spark-master and --spark-tables need --engine spark")
+    if engine == "spark":
+        from minewatch.engine.spark import SparkEngine, java_problem
+
+        problem = java_problem()
+        if problem:
+            raise UsageError(f"the Spark engine cannot start: {problem}; or use --engine duckdb")
+        spark_engine = SparkEngine(Workspace(workspace), _intel(intel), master=spark_master, tables_url=spark_tables)
+        try:
+            report = spark_engine.run(detector or None)
+        finally:
+            spark_engine.close()
+    else:
+        from minewatch.engine.duckdb import DuckDBEngine
+
+        report = DuckDBEngine(Workspace(workspace), _intel(intel), memory_limit, threads).run(detector or None)
     for problem in report.problems:
         err.print(f"[yellow]warning:[/] {problem}")
     for result in report.failed:
         err.print(f"[red]error:[/] detector {result.id} failed: {result.error}")
     if not quiet:
-        table = Table(title=f"Detector run {report.run_id} (duckdb)")
+        table = Table(title=f"Detector run {report.run_id} ({engine})")
         for col in ("detector", "version", "evidence", "seconds", "status"):
             table.add_column(col)
         for r in report.results:

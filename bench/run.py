@@ -10,6 +10,7 @@ HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("pcap_bench.py", []),  # minewatch scan vs ndpiReader on 1M and 2M packets
     ("ingest_bench.py", []),  # nfdump CSV and Zeek conn readers vs a bare pyarrow CSV read
+    ("spark_bench.py", []),  # the SQL detector set on DuckDB and on Spark local mode
     ("power_bench.py", ["--meters", "1000000", "--days", "30"]),
     ("power_eval.py", ["--out", str(HERE / "out" / "power_eval.md")]),
 ]

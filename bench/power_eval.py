@@ -163,8 +163,10 @@ def main(argv=None) -> int:
           "tune building-years are flagged); 2019-2020 held out, never used for tuning.",
           "Model: vectorised step search on the daily base (noise = the larger of day-to-day",
           "scatter and the building's own wander), then hourly tests on candidates: onset to the",
-          "hour, switch-on vs ramp, flat day and night, new level, not ended, restart dips of",
-          "the step's own size (src/minewatch/power/model.py).", ""]
+          "hour, switch-on vs ramp, flat day and night, new level, not ended (falls larger than",
+          "the block itself are the building's own change), restart dips of the step's own size",
+          "counted in the hours of the day quiet enough to show them and tested against the",
+          "pre-onset rate (Poisson) (src/minewatch/power/model.py).", ""]
     groups = [("tune", [y for y in args.years if y in TUNE_YEARS]),
               ("held-out", [y for y in args.years if y not in TUNE_YEARS])]
     for label, years in groups:

@@ -6,7 +6,10 @@ Generates (once, cached by row count) in bench/out/ a synthetic nfdump 1.7 CSV e
 (48 columns, `Summary` trailer) and a Zeek conn.log TSV with realistic values, using
 DuckDB. Each reader runs in its own process so its peak RSS (wait4) is its own; a bare
 pyarrow.csv read of the same file (threaded, all columns as strings) is the in-run
-reference, and the table prints reader speed / bare pyarrow speed. The machine is
+reference, and the table prints reader speed / bare pyarrow speed. `--duckdb` adds
+DuckDB's parallel CSV reader (only the columns the FLOWS mapping needs, rejects stored,
+no conversion) on the nfdump file: it parses no faster than pyarrow here, which is why
+the reader stays on pyarrow. The machine is
 shared: wall-clock rates move with the load, so CPU seconds (and records per CPU-second)
 are printed too; compare before/after with `--src OTHER_CHECKOUT/src` in the same minute.
 """
@@ -146,6 +149,21 @@ def run_one(kind: str, path: str) -> dict:
         for _, batch in reader(path, stats=stats):
             records += batch.num_rows
         rejected = stats.rejected_total
+    elif kind == "duckdb-csv":  # DuckDB's parallel CSV reader, parse only, the FLOWS columns only
+        import duckdb
+
+        from minewatch.sources.nfdump import csv_mapping
+
+        with open(path, "rb") as f:
+            names = f.readline().decode().strip().split(",")
+        wanted = [n for n in names if n in set(csv_mapping(names).values())]
+        con = duckdb.connect(config={"threads": os.cpu_count() or 2, "memory_limit": "1GB"})
+        columns = "{" + ",".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
+        query = (f"SELECT {', '.join(wanted)} FROM read_csv('{path}', columns={columns}, header=true, "
+                 "delim=',', quote='', escape='', auto_detect=false, store_rejects=true)")
+        for batch in con.sql(query).to_arrow_reader(65536):
+            records += batch.num_rows
+        rejected = con.sql("SELECT count(DISTINCT line) FROM reject_errors").fetchall()[0][0]
     else:  # bare pyarrow.csv, threaded, every column as text
         import pyarrow as pa
         import pyarrow.csv as pcsv
@@ -190,6 +208,8 @@ def main() -> None:
     parser.add_argument("--nfdump-rows", type=int, default=5_000_000)
     parser.add_argument("--zeek-rows", type=int, default=2_000_000)
     parser.add_argument("--only", choices=("nfdump", "zeek"), help="measure one format only")
+    parser.add_argument("--duckdb", action="store_true",
+                        help="also time DuckDB's CSV reader (parse only, the FLOWS columns) on the nfdump file")
     parser.add_argument("--src", type=Path, default=REPO / "src",
                         help="the source tree whose readers are measured (another checkout, for before/after)")
     parser.add_argument("--run", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
@@ -210,6 +230,8 @@ def main() -> None:
             print(f"generating {path} ...", flush=True)
             _generate("nfdump", path, args.nfdump_rows)
         jobs.append(("nfdump", "pyarrow-csv", path))
+        if args.duckdb:
+            jobs.append(("duckdb-csv", "pyarrow-csv", path))
     if args.only in (None, "zeek"):
         path = OUT / f"zeek_conn_{args.zeek_rows}.log"
         if not path.exists():

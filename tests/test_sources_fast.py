@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from minewatch.sources import _records, zeek
-from minewatch.sources._records import ArrowBatcher, SourceStats, collect_tables, line_pieces
+from minewatch.sources._records import ArrowBatcher, SourceStats, collect_tables, line_pieces, recycled_line_pieces
 from minewatch.sources.nfdump import read_nfdump
 from minewatch.sources.zeek import read_zeek
 
@@ -180,6 +180,36 @@ def test_line_pieces_cut_only_at_line_ends():
     pieces = [bytes(p) for p in line_pieces(io.BytesIO(text), chunk_bytes=1000)]
     assert b"".join(pieces) == text and len(pieces) > 50
     assert all(p.endswith(b"\n") for p in pieces[:-1])
+
+
+def test_recycled_pieces_cut_at_line_ends_and_survive_a_long_line():
+    import io
+
+    long_line = b"x" * 5000 + b"\n"  # longer than a piece: carried over into a bigger buffer
+    text = b"".join(b"row %d,a,b\n" % i for i in range(3000)) + long_line + b"row end,a,b"
+    pieces = [bytes(p) for p in recycled_line_pieces(io.BytesIO(text), slots=3, chunk_bytes=1000)]
+    assert b"".join(pieces) == text and len(pieces) > 20
+    assert all(p.endswith(b"\n") for p in pieces[:-1])
+
+
+def test_recycled_pieces_are_intact_while_ordered_map_workers_hold_them():
+    """The ring has two buffers more than ordered_map keeps in flight: no worker ever sees
+    its piece overwritten, however the threads are scheduled."""
+    import io
+    import random
+    import time
+
+    text = b"".join(b"%d,%s\n" % (i, b"y" * (i % 50)) for i in range(20_000))
+
+    def slow_copy(piece):
+        time.sleep(random.random() / 500)
+        first = bytes(piece)
+        time.sleep(random.random() / 500)
+        assert bytes(piece) == first  # unchanged while the worker held it
+        return first
+
+    pieces = recycled_line_pieces(io.BytesIO(text), slots=5, chunk_bytes=2000)
+    assert b"".join(_records.ordered_map(slow_copy, pieces, workers=2, ahead=3)) == text
 
 
 def test_arrow_batcher_bounds_and_gathers():

@@ -270,6 +270,38 @@ def line_pieces(stream, chunk_bytes: int | None = None, errors: list | None = No
         yield memoryview(buffer)[:cut]
 
 
+def recycled_line_pieces(stream, slots: int, chunk_bytes: int | None = None,
+                         errors: list | None = None) -> Iterator[memoryview]:
+    """`line_pieces` into a ring of `slots` reused buffers: no fresh allocation (and page
+    faults) per piece. A piece's memory is overwritten `slots` pieces later, so the caller
+    must be done with it by then: `ordered_map(..., ahead=slots - 2)` guarantees it, as
+    long as what a worker returns holds no view of its piece (pyarrow.csv copies)."""
+    size = chunk_bytes or CHUNK_BYTES
+    ring: list[bytearray] = []
+    carry = b""
+    slot = 0
+    while True:
+        need = len(carry) + size
+        if slot == len(ring):
+            ring.append(bytearray(need))
+        elif len(ring[slot]) < need:  # a long line was carried over
+            ring[slot] = bytearray(need)
+        buffer = ring[slot]
+        buffer[:len(carry)] = carry
+        end = len(carry) + _fill(stream, memoryview(buffer)[len(carry):need], errors)
+        if end == len(carry):  # the end of the stream
+            if carry:
+                yield memoryview(carry)
+            return
+        cut = buffer.rfind(b"\n", 0, end) + 1
+        if cut == 0:  # one very long line: read on
+            carry = bytes(buffer[:end])
+            continue
+        carry = bytes(buffer[cut:end])
+        yield memoryview(buffer)[:cut]
+        slot = (slot + 1) % slots
+
+
 def _fill(stream, view: memoryview, errors: list | None) -> int:
     """Read into `view` until it is full or the stream ends; the count of bytes read."""
     done = 0

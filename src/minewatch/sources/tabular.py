@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from minewatch.errors import InputError
 from minewatch.schema.flows import FLOWS, TS
+from minewatch.sources import _records
 from minewatch.sources._records import (
     BATCH_ROWS,
     PORT_PROTOCOLS,
@@ -38,7 +39,6 @@ from minewatch.sources._records import (
     as_strings,
     ip_text_bad,
     l4_name,
-    line_pieces,
     lines_of_rows,
     looks_binary,
     map_distinct,
@@ -46,6 +46,7 @@ from minewatch.sources._records import (
     ordered_map,
     piece_has,
     proto_number,
+    recycled_line_pieces,
     skip_lines,
     tcp_flags_value,
     to_float_column,
@@ -239,7 +240,9 @@ def _stream_csv(stream, path, names, mapping, stats, time_unit, naive_tz, delimi
     try:
         before = skip_lines(stream, header_lines)  # lines before the current piece
         errors: list[str] = []
-        for piece in ordered_map(work, line_pieces(stream, errors=errors)):
+        ahead = _records.WORKERS + 1  # pieces in flight; the buffer ring has two more
+        pieces = recycled_line_pieces(stream, ahead + 2, _records.CHUNK_BYTES, errors)
+        for piece in ordered_map(work, pieces, workers=_records.WORKERS, ahead=ahead):
             if piece.error is not None:
                 # the parser gives up (a cut multi-byte character): the pieces before are
                 # kept, the rest of the file is reported as one reject
@@ -345,7 +348,14 @@ def columns_to_flows(
     for name, type_ in INT_COLUMNS.items():
         if column(name) is None:
             continue
-        values, bad = to_int_column(column(name), type_)
+        raw = column(name)
+        if has_ports is not None and name in ("src_port", "dst_port"):
+            raw = as_strings(raw)
+            if pa.types.is_string(raw.type) and not pc.all(has_ports).as_py():
+                # nfdump's ICMP `type.code` in the port column: blank it before the cast,
+                # or every batch with ICMP takes the slow per-value path
+                raw = pc.if_else(has_ports, raw, pa.scalar(None, raw.type))
+        values, bad = to_int_column(raw, type_)
         if name in ("src_port", "dst_port"):
             too_big = pc.fill_null(pc.greater(values, 65535), False)
             bad = pc.or_(bad, too_big)

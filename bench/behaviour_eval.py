@@ -6,6 +6,11 @@ from a loopback TLS replay of real stratum sessions, runs the detector SQL on Du
 with payload heads withheld, and prints precision / recall / FPR per flow and per host.
 
     PYTHONPATH=src .venv/bin/python bench/behaviour_eval.py [--no-replay] [--speed 10]
+        [--replay-pcap tests/data/behaviour/replay_tls_stratum.pcap]   # reuse the bundled replay
+
+It also shows where every session passing the shape rules sits on the message rules,
+and scores the same flows without the message view (older data) and as a NetFlow
+exporter gives them. Results: bench/behaviour_eval.md.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import duckdb
 import pyarrow as pa
 
 from minewatch.errors import InputError
-from minewatch.schema.flows import FLOWS
+from minewatch.schema.flows import FLOWS, MESSAGE_FIELDS
 from minewatch.sources import ReadStats
 
 CORPUS = Path(os.environ.get("MINEWATCH_CORPUS", "/work/shared/corpus"))
@@ -55,16 +60,47 @@ def withhold_payload(table: pa.Table) -> pa.Table:
 
 
 FLOW_ONLY_NULLS = ("src_payload_packets", "dst_payload_packets", "src_payload_bytes", "dst_payload_bytes",
-                   "src_iat_mean_ms", "src_iat_std_ms")
+                   "src_iat_mean_ms", "src_iat_std_ms") + MESSAGE_FIELDS
+
+
+def _null_columns(table: pa.Table, names) -> pa.Table:
+    for name in names:
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, table.schema.field(i).type))
+    return table
 
 
 def as_flow_export(table: pa.Table) -> pa.Table:
     """The same flows as a NetFlow/IPFIX exporter would give them: no payload counts,
-    no inter-arrival statistics (packets, IP bytes, flags and times only)."""
-    for name in FLOW_ONLY_NULLS:
-        i = table.schema.get_field_index(name)
-        table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, table.schema.field(i).type))
-    return table
+    no inter-arrival statistics, no messages (packets, IP bytes, flags and times only)."""
+    return _null_columns(table, FLOW_ONLY_NULLS)
+
+
+def without_messages(table: pa.Table) -> pa.Table:
+    """The flows as the reader gave them before it measured messages (payload counts and
+    the src side's payload-packet timing only): what detector v2 falls back to."""
+    return _null_columns(table, MESSAGE_FIELDS)
+
+
+# the message rules switched off: to show where every session sits on them
+NO_MESSAGE_RULES = {"max_client_size_cv": 1e9, "max_msg_iat_cv": 1e9}
+
+
+def message_features(flows: pa.Table, params: dict | None = None) -> list[tuple]:
+    """(file, client, server, port, client size CV, client msg IAT CV, server msg IAT CV)
+    of every session passing the other rules."""
+    import json
+
+    from minewatch.detect.behaviour import run
+
+    con = duckdb.connect()
+    con.register("flows", flows)
+    out = []
+    for row in run(con, dict(NO_MESSAGE_RULES, **(params or {}))).to_pylist():
+        d = json.loads(row["details"])
+        out.append((Path(row["source_file"]).name, row["src_ip"], row["dst_ip"], row["dst_port"],
+                    d.get("client_size_cv"), d.get("client_iat_cv"), d.get("server_iat_cv")))
+    return out
 
 
 def read_zeek_flows(path: str) -> pa.Table | None:
@@ -427,6 +463,21 @@ def main(argv: list[str] | None = None) -> int:
         if (Path(row[0]).name, row[4], row[6], row[7]) in labels:
             print(f"- {Path(row[0]).name}: {row[4]} -> {row[6]}:{row[7]}: {row[12]}")
 
+    print("\nMessage features of every session passing the other rules (message rules off; "
+          "limits: client size CV <= 1.0, message IAT CV <= 1.5 each side):\n")
+    print("| capture | session | labelled mining | client size CV | client IAT CV | server IAT CV |")
+    print("|---|---|---|---:|---:|---:|")
+    for pcap, src, dst, port, size_cv, c_iat, s_iat in message_features(real):
+        mining = "yes" if (pcap, src, dst, port) in labels else ""
+        print(f"| {pcap} | {src} -> {dst}:{port} | {mining} | {size_cv} | {c_iat} | {s_iat} |")
+
+    older = label_and_score(without_messages(real), labels)
+    print()
+    print(markdown_table("Real traffic without the message view (payload counts and packet timing only: "
+                         "the rules of v1 plus the held-connection rule)", older["counts"]))
+    for pcap, src, dst, port, summary in older["false_hits"]:
+        print(f"- false positive: {pcap}: {src} -> {dst}:{port}")
+
     exported = label_and_score(as_flow_export(real), labels)
     print()
     print(markdown_table("Real traffic as a flow exporter gives it (no payload counts, no inter-arrival times)",
@@ -458,6 +509,9 @@ def main(argv: list[str] | None = None) -> int:
     for row in rscored["evidence"]:
         if Path(row[0]).name == name:
             print(f"- {row[4]} -> {row[6]}:{row[7]}: {row[12]}")
+    print("\nMessage features of the replayed sessions (message rules off):")
+    for pcap, src, dst, port, size_cv, c_iat, s_iat in message_features(replay):
+        print(f"- {src} -> {dst}:{port}: client size CV {size_cv}, client IAT CV {c_iat}, server IAT CV {s_iat}")
     return 0
 
 

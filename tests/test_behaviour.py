@@ -15,9 +15,9 @@ import pyarrow as pa
 import pytest
 
 from minewatch.detect import SQL_REGISTRY
-from minewatch.detect.behaviour import DETECTOR_ID, behaviour_sql, flagged_flows, run
+from minewatch.detect.behaviour import DETECTOR_ID, VERSION, behaviour_sql, flagged_flows, run
 from minewatch.schema.evidence import EVIDENCE
-from minewatch.schema.flows import FLOWS
+from minewatch.schema.flows import FLOWS, MESSAGE_FIELDS
 from minewatch.sources import ReadStats
 from minewatch.sources.pcap import UnsupportedCapture, read_pcap
 
@@ -69,9 +69,17 @@ def mining_flows() -> pa.Table:
     return capture_flows(MINING_CAPTURE)
 
 
+def null_columns(table: pa.Table, names) -> pa.Table:
+    for name in names:
+        i = table.schema.get_field_index(name)
+        table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, table.schema.field(i).type))
+    return table
+
+
 def test_registered_as_a_flows_sql_detector():
     det = SQL_REGISTRY[DETECTOR_ID]
-    assert det.reads == ("flows",)
+    assert det.reads == ("flows",)  # not the evidence table: a function of flows and its version
+    assert det.version == VERSION == 2
     assert det.category == "mining"
     assert "payload_head" not in det.sql({})  # encrypted traffic: the heads are never read
 
@@ -92,7 +100,9 @@ def test_sql_has_no_known_spark_pitfalls_and_translates():
     assert portability_problems(sql) == []
     pytest.importorskip("sqlglot")
     spark = to_dialect(sql, "spark")
-    assert "DATEDIFF(SECOND" in spark and "EPOCH" not in spark.upper()
+    upper = spark.upper()
+    assert "EPOCH" not in upper and "STRUCT_PACK" not in upper and "QUALIFY" not in upper
+    assert "INTERVAL '900' SECOND" in spark  # the session gap, as Spark writes an interval
 
 
 def test_real_mining_sessions_found_with_payload_withheld(mining_flows):
@@ -124,20 +134,32 @@ def test_flagged_flows_are_the_records_behind_the_evidence(mining_flows):
 
 def test_flow_export_without_payload_counts_still_finds_the_sessions(mining_flows):
     """NetFlow/IPFIX give packets and IP bytes only: no payload counts, no inter-arrival times."""
-    table = mining_flows
-    for name in ("src_payload_packets", "dst_payload_packets", "src_payload_bytes", "dst_payload_bytes",
-                 "src_iat_mean_ms", "src_iat_std_ms"):
-        i = table.schema.get_field_index(name)
-        table = table.set_column(i, table.schema.field(i), pa.nulls(table.num_rows, table.schema.field(i).type))
+    table = null_columns(mining_flows, ("src_payload_packets", "dst_payload_packets", "src_payload_bytes",
+                                        "dst_payload_bytes", "src_iat_mean_ms", "src_iat_std_ms") + MESSAGE_FIELDS)
     rows = detect(table)
     assert ACTIVE_MINING <= sessions(rows)
     assert all(r["confidence"] <= 0.6 for r in rows)  # no timing evidence: lower confidence
 
 
+def test_without_message_columns_the_v1_rules_apply(mining_flows):
+    """Flows ingested before the reader measured messages: payload-packet counts and the
+    src side's packet timing decide, as in version 1."""
+    older = null_columns(mining_flows, MESSAGE_FIELDS)
+    rows = detect(older)
+    assert sessions(rows) == ACTIVE_MINING
+    assert all(0.55 <= r["confidence"] <= 0.65 and '"basis":"flow shape"' in r["details"] for r in rows)
+    assert detect(older, {"max_iat_cv": 0.5}) == []  # the packet-timing rule decides here
+    assert sessions(detect(older, {"max_client_size_cv": 0.01, "max_msg_iat_cv": 0.01})) == ACTIVE_MINING
+
+
 def test_each_threshold_can_veto(mining_flows):
     assert detect(mining_flows, {"min_span_s": 24 * 3600}) == []
     assert detect(mining_flows, {"max_bytes_per_s": 5}) == []
-    assert detect(mining_flows, {"max_iat_cv": 0.5}) == []
+    assert detect(mining_flows, {"max_msg_iat_cv": 0.5}) == []  # message timing is Poisson-like, CV ~ 1
+    assert detect(mining_flows, {"min_flow_s": 24 * 3600}) == []
+    assert sessions(detect(mining_flows, {"max_client_size_cv": 0.2})) == {
+        ("192.168.2.92", "178.32.196.217", 9050)}  # xmrig's submits vary least (CV 0.07)
+    assert sessions(detect(mining_flows, {"max_iat_cv": 0.01})) == ACTIVE_MINING  # not used with messages
     assert sessions(detect(mining_flows, {"max_client_msg_bytes": 1000})) == ACTIVE_MINING - {
         ("192.168.2.148", "94.23.199.191", 3333)}  # the Equihash shares are 2.9 KB
 
@@ -207,3 +229,75 @@ def test_false_positive_rate_on_every_other_corpus_flow(corpus):
     flagged = flagged_flows(con).num_rows
     assert flows.num_rows > 5000
     assert flagged <= 0.001 * flows.num_rows, f"{flagged} of {flows.num_rows} negative flows flagged"
+
+
+# --- hand-built sessions: the message rules and the held-connection rule ---------------
+
+T0 = 1_700_000_000_000_000  # microseconds
+
+
+def flow_row(ref: int, start_s: float, dur_s: float, client_port: int = 40000, **columns) -> dict:
+    """A client -> pool TCP flow with stratum-like counts; `columns` override any field."""
+    row = {f.name: None for f in FLOWS}
+    msgs = max(2, int(dur_s / 20))  # a share up and a job down every 20 s
+    row.update(source_file="hand.pcap", flow_ref=ref, ts_start=T0 + int(start_s * 1e6),
+               ts_end=T0 + int((start_s + dur_s) * 1e6), src_ip="10.0.0.5", dst_ip="198.51.100.7",
+               src_port=client_port, dst_port=3333, ip_proto=6, l4="TCP",
+               src_packets=2 * msgs, dst_packets=2 * msgs, src_bytes=msgs * 260, dst_bytes=msgs * 380,
+               src_payload_packets=msgs, dst_payload_packets=msgs, src_payload_bytes=msgs * 180,
+               dst_payload_bytes=msgs * 300, src_iat_mean_ms=20000.0, src_iat_std_ms=20000.0,
+               src_msgs=msgs, src_msg_size_mean=180.0, src_msg_size_std=15.0, src_msg_iat_mean_ms=20000.0,
+               src_msg_iat_std_ms=20000.0, dst_msgs=msgs, dst_msg_size_mean=300.0, dst_msg_size_std=120.0,
+               dst_msg_iat_mean_ms=20000.0, dst_msg_iat_std_ms=22000.0)
+    row.update(columns)
+    return row
+
+
+def hand_detect(rows: list[dict], params: dict | None = None) -> list[dict]:
+    return detect(pa.Table.from_pylist(rows, schema=FLOWS), params)
+
+
+def test_message_rules_tell_fixed_format_paced_messages_from_content():
+    assert len(hand_detect([flow_row(0, 0, 1800)])) == 1  # 30 min of 180-byte shares every 20 s
+    # the same counts, but client messages of widely varying size (chat, web, P2P content)
+    assert hand_detect([flow_row(0, 0, 1800, src_msg_size_std=400.0)]) == []
+    # ... or server messages in bursts (relayed announcements), not Poisson-like
+    assert hand_detect([flow_row(0, 0, 1800, dst_msg_iat_std_ms=60000.0)]) == []
+    # ... or client messages in bursts
+    assert hand_detect([flow_row(0, 0, 1800, src_msg_iat_std_ms=60000.0)]) == []
+    # the packet-timing rule of v1 does not apply when messages are measured
+    assert len(hand_detect([flow_row(0, 0, 1800, src_iat_std_ms=90000.0)])) == 1
+
+
+def test_session_joins_a_held_flow_with_its_short_continuations():
+    """An idle-timeout split: a held 10-minute record, then two short records of the same
+    connection (same client port), one of them started by the server."""
+    rows = [flow_row(0, 0, 600),
+            flow_row(1, 700, 10, src_msgs=3, dst_msgs=3),
+            flow_row(2, 900, 15, src_ip="198.51.100.7", dst_ip="10.0.0.5", src_port=3333, dst_port=40000,
+                     src_msgs=2, dst_msgs=2)]
+    found = hand_detect(rows)
+    assert len(found) == 1
+    assert found[0]["source_ref"].startswith("flows from 0 (3 flows of 10.0.0.5 to 198.51.100.7:3333)")
+
+
+def test_a_poller_of_short_connections_is_not_a_held_session():
+    """One 2-second connection every 10 minutes for 3 hours: paced, small, low rate, but no
+    connection is held; v1 called this a session, v2 asks for a held record."""
+    rows = [flow_row(i, 600 * i, 2, client_port=40000 + i, src_msgs=12, dst_msgs=12, src_payload_packets=12,
+                     dst_payload_packets=12, src_payload_bytes=12 * 180, dst_payload_bytes=12 * 300,
+                     src_msg_iat_mean_ms=150.0, src_msg_iat_std_ms=100.0, dst_msg_iat_mean_ms=150.0,
+                     dst_msg_iat_std_ms=100.0)
+            for i in range(18)]
+    assert hand_detect(rows) == []
+    assert len(hand_detect(rows, {"min_flow_s": 0})) == 1
+
+
+def test_message_statistics_pool_across_the_flows_of_a_session():
+    """Two records, each steady on its own, whose message sizes differ (200 vs 2000 bytes):
+    pooled, the client's sizes vary widely (CV ~0.8) and the details say so."""
+    rows = [flow_row(0, 0, 900, src_msg_size_mean=200.0, src_msg_size_std=10.0, src_payload_bytes=45 * 200),
+            flow_row(1, 950, 900, src_msg_size_mean=2000.0, src_msg_size_std=10.0, src_payload_bytes=45 * 2000)]
+    found = hand_detect(rows)
+    assert len(found) == 1 and '"client_size_cv":0.82' in found[0]["details"]
+    assert hand_detect(rows, {"max_client_size_cv": 0.5}) == []

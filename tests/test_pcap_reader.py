@@ -190,9 +190,11 @@ def test_icmp_has_no_ports(tmp_path):
 
 def test_idle_and_active_timeouts_split_flows(tmp_path):
     pkt = eth(ipv4(CLIENT, SERVER, 17, udp(1, 2, b"x")))
-    idle = [(0.0, pkt), (1.0, pkt), (500.0, pkt)]
-    rows, _ = read(write(tmp_path, "idle.pcap", pcap(idle)))
-    assert [r["src_packets"] for r in rows] == [2, 1]
+    idle = [(0.0, pkt), (1.0, pkt), (500.0, pkt), (1200.0, pkt)]
+    rows, _ = read(write(tmp_path, "idle.pcap", pcap(idle)))  # default idle timeout: 600 s
+    assert [r["src_packets"] for r in rows] == [3, 1]
+    rows, _ = read(write(tmp_path, "idle.pcap", pcap(idle)), idle_timeout=120.0)
+    assert [r["src_packets"] for r in rows] == [2, 1, 1]
     steady = [(float(t), pkt) for t in range(0, 40, 5)]  # every 5 s for 35 s
     rows, _ = read(write(tmp_path, "active.pcap", pcap(steady)), active_timeout=10.0)
     assert sum(r["src_packets"] for r in rows) == 8 and len(rows) >= 3
@@ -330,7 +332,7 @@ def test_fixture_mining_capture_matches_nfstream_flow_by_flow():
     fast, stats = read(path)
     slow = read_with_nfstream(path)
     assert five_tuples(fast) == five_tuples(slow)
-    assert len(fast) == len(slow) == stats.flows == 7
+    assert len(fast) == len(slow) == stats.flows == 4  # 600 s idle timeout: one record per session
 
     def key(r):  # same direction and start (nfstream times are in ms)
         return r["src_ip"], r["src_port"], r["dst_ip"], r["dst_port"], r["ts_start"].replace(microsecond=r["ts_start"].microsecond // 1000 * 1000)
@@ -343,6 +345,10 @@ def test_fixture_mining_capture_matches_nfstream_flow_by_flow():
                     "src_tcp_flags", "dst_tcp_flags"):
             assert r[col] == other[col], col
         assert r["src_iat_mean_ms"] == pytest.approx(other["src_iat_mean_ms"], abs=1.0)
+        for side in ("src", "dst"):  # messages: same merging, times to the millisecond
+            assert r[f"{side}_msgs"] == other[f"{side}_msgs"]
+            assert r[f"{side}_msg_size_mean"] == pytest.approx(other[f"{side}_msg_size_mean"])
+            assert r[f"{side}_msg_iat_mean_ms"] == pytest.approx(other[f"{side}_msg_iat_mean_ms"], abs=1.0)
     assert any(b'"method": "eth_submitLogin"' in r["src_payload_head"] or b"mining." in r["src_payload_head"]
                for r in fast)
     assert {r["app_protocol"] for r in slow} & {"Mining"}
@@ -396,3 +402,94 @@ def test_nfstream_source_turns_bad_files_into_input_error(tmp_path):
     assert "\n" not in str(e.value) and "junk.pcap" in str(e.value)
     with pytest.raises(InputError):
         list(read_nfstream(tmp_path / "missing.pcap", stats=ReadStats("missing")))
+
+
+# --- application messages (payload segments of one side < 5 ms apart merged) ----------
+
+
+def paced_conversation() -> list[tuple[float, bytes]]:
+    """A client sending a 3000-byte message as two back-to-back segments (1 ms apart) at
+    t = 10, 20 and 40 s, and a 100-byte message at t = 45 s; the server answers each
+    0.2 s later with 50 bytes and pushes one 400-byte message at t = 30 s."""
+    seq = {"c": 1001, "s": 5001}
+
+    def c2s(data: bytes = b"", flags: int = PSH | ACK) -> bytes:
+        pkt = eth(ipv4(CLIENT, SERVER, 6, tcp(40000, 3333, seq["c"], flags, data)))
+        seq["c"] += len(data)
+        return pkt
+
+    def s2c(data: bytes = b"", flags: int = PSH | ACK) -> bytes:
+        pkt = eth(ipv4(SERVER, CLIENT, 6, tcp(3333, 40000, seq["s"], flags, data)))
+        seq["s"] += len(data)
+        return pkt
+
+    pkts = [(9.0, eth(ipv4(CLIENT, SERVER, 6, tcp(40000, 3333, 1000, SYN)))),
+            (9.1, eth(ipv4(SERVER, CLIENT, 6, tcp(3333, 40000, 5000, SYN | ACK)))),
+            (9.2, c2s(flags=ACK))]
+    for t in (10.0, 20.0, 40.0):
+        pkts += [(t, c2s(b"a" * 1448)), (t + 0.001, c2s(b"b" * 1552)), (t + 0.2, s2c(b"r" * 50))]
+    pkts += [(30.0, s2c(b"j" * 400)), (30.1, c2s(flags=ACK)), (45.0, c2s(b"s" * 100)), (45.2, s2c(b"r" * 50))]
+    return sorted(pkts, key=lambda p: p[0])
+
+
+def expected_messages() -> dict:
+    client_sizes, client_starts = [3000, 3000, 3000, 100], [10.0, 20.0, 40.0, 45.0]
+    server_sizes, server_starts = [50, 50, 400, 50, 50], [10.2, 20.2, 30.0, 40.2, 45.2]
+
+    def stats(values):
+        mean = sum(values) / len(values)
+        return mean, (sum((v - mean) ** 2 for v in values) / len(values)) ** 0.5
+
+    out = {}
+    for side, sizes, starts in (("src", client_sizes, client_starts), ("dst", server_sizes, server_starts)):
+        gaps = [1000 * (b - a) for a, b in zip(starts, starts[1:])]
+        out[f"{side}_msgs"] = len(sizes)
+        out[f"{side}_msg_size_mean"], out[f"{side}_msg_size_std"] = stats(sizes)
+        out[f"{side}_msg_iat_mean_ms"], out[f"{side}_msg_iat_std_ms"] = stats(gaps)
+    return out
+
+
+def test_messages_merge_segments_and_time_message_starts(tmp_path):
+    rows, _ = read(write(tmp_path, "paced.pcap", pcap(paced_conversation())))
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["src_payload_packets"] == 7 and row["src_msgs"] == 4  # split messages count once
+    for name, value in expected_messages().items():
+        assert row[name] == pytest.approx(value, rel=1e-6, abs=1e-3), name
+
+
+def test_message_columns_null_without_payload(tmp_path):
+    pkts = [(1.0, eth(ipv4(CLIENT, SERVER, 6, tcp(40000, 3333, 1000, SYN)))),
+            (1.1, eth(ipv4(SERVER, CLIENT, 6, tcp(3333, 40000, 5000, SYN | ACK)))),
+            (1.2, eth(ipv4(CLIENT, SERVER, 6, tcp(40000, 3333, 1001, ACK, b"one"))))]
+    rows, _ = read(write(tmp_path, "one.pcap", pcap(pkts)))
+    row = rows[0]
+    assert row["src_msgs"] == 1 and row["src_msg_size_mean"] == 3 and row["src_msg_size_std"] == 0
+    assert row["src_msg_iat_mean_ms"] is None and row["src_msg_iat_std_ms"] is None  # one message: no interval
+    assert row["dst_msgs"] == 0
+    assert all(row[f"dst_{n}"] is None for n in ("msg_size_mean", "msg_size_std", "msg_iat_mean_ms",
+                                                   "msg_iat_std_ms"))
+
+
+def test_messages_gap_boundary(tmp_path):
+    """Segments 4 ms apart are one message, 6 ms apart two (the 5 ms rule)."""
+    pkt = eth(ipv4(CLIENT, SERVER, 17, udp(1, 2, b"x" * 10)))
+    rows, _ = read(write(tmp_path, "gap.pcap", pcap([(1.0, pkt), (1.004, pkt), (1.010, pkt), (2.0, pkt)])))
+    row = rows[0]
+    assert row["src_msgs"] == 3
+    assert row["src_msg_size_mean"] == pytest.approx(40 / 3)
+    assert row["src_msg_iat_mean_ms"] == pytest.approx((10 + 990) / 2, abs=1e-3)  # starts 1.0, 1.010, 2.0 s
+
+
+def test_nfstream_messages_match_compiled_reader(tmp_path):
+    pytest.importorskip("nfstream")
+    from minewatch.schema.flows import MESSAGE_FIELDS
+    from minewatch.sources.nfstream_source import read_nfstream
+
+    path = write(tmp_path, "paced.pcap", pcap(paced_conversation()))
+    batches = list(read_nfstream(path, stats=ReadStats(str(path))))
+    rows = pa.Table.from_batches(batches, schema=FLOWS).to_pylist()
+    assert len(rows) == 1
+    expected = expected_messages()
+    for name in MESSAGE_FIELDS:
+        assert rows[0][name] == pytest.approx(expected[name], rel=1e-6, abs=1.0), name

@@ -10,14 +10,11 @@ from pathlib import Path
 import pytest
 
 from minewatch.detect import REGISTRY, Context, Flow, load_all
-from minewatch.detect.protocols import (
-    cryptonote_algo,
-    detect_cryptonote,
-    detect_eth_stratum,
-    detect_getwork,
-    detect_stratum_v1,
-    miner_software,
-)
+from minewatch.detect.cryptonote import cryptonote_algo, detect_cryptonote
+from minewatch.detect.eth_mining import detect_eth_stratum
+from minewatch.detect.getwork import detect_getwork
+from minewatch.detect.mining_rpc import miner_software
+from minewatch.detect.stratum import detect_stratum_v1
 from minewatch.detect.wallets import find_wallet, guess_coin, shorten
 from minewatch.dissect.jsonrpc import parse_side
 

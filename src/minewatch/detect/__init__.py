@@ -95,6 +95,9 @@ class Detector:
     # Vectorised necessary condition over a batch (minewatch.detect.heads.Heads -> bool
     # array); None means every flow that carries payload.
     prefilter: Callable[[Any, Context], Any] | None = None
+    # Detectors run by stage, then id: stage 0 learns context later ones use (DNS answers
+    # naming pools), stage 1 (the default) uses it.
+    stage: int = 1
 
 
 REGISTRY: dict[str, Detector] = {}
@@ -133,22 +136,22 @@ def sql_detector(id: str, version: int, category: str, description: str, reads: 
     return register
 
 
-def flow_detector(id: str, version: int, category: str, description: str, prefilter=None):
-    """Register `fn(flow, ctx) -> iterable of Hit` under a stable id. Detectors run in
-    registration order (modules alphabetically, then order in the module)."""
+def flow_detector(id: str, version: int, category: str, description: str, prefilter=None, stage: int = 1):
+    """Register `fn(flow, ctx) -> iterable of Hit` under a stable id."""
 
     def register(fn):
         if id in REGISTRY:
             raise ValueError(f"detector id {id} registered twice")
-        REGISTRY[id] = Detector(id, version, category, description, fn, prefilter)
+        REGISTRY[id] = Detector(id, version, category, description, fn, prefilter, stage)
         return fn
 
     return register
 
 
 def load_all() -> dict[str, Detector]:
-    """Import every module of this package so that each registers its detectors."""
+    """Import every module of this package so that each registers its detectors; the
+    result is in running order (stage, then id)."""
     for mod in pkgutil.iter_modules(__path__):
         if not mod.name.startswith("_"):
             importlib.import_module(f"{__name__}.{mod.name}")
-    return REGISTRY
+    return dict(sorted(REGISTRY.items(), key=lambda item: (item[1].stage, item[0])))

@@ -21,14 +21,40 @@ when it drops. Each rule below is one of those facts; all must hold for a sessio
               mean server message within [min_server_msg_bytes, max_server_msg_bytes];
   one conn    at most max_reconnects_per_10min reconnects per 10 minutes (browsers and
               chat clients open connection after connection; a miner keeps one);
-  steady      where the source gives inter-arrival statistics of the client's payload
-              packets, their coefficient of variation is <= max_iat_cv (Poisson is 1).
+  held        at least one flow record of the session lasts >= min_flow_s (a held
+              connection shows up as long records whatever the exporter's active
+              timeout; a string of sub-second connections is a poller, not a miner);
+  steady      where the source measures application messages (pcap, nfstream: payload
+              segments < 5 ms apart merged, columns src_msgs, src_msg_size_*,
+              src_msg_iat_* and dst_ equivalents), three more facts must hold:
+                - client message sizes vary little (CV <= max_client_size_cv): shares are
+                  fixed-format lines; chat, web and P2P content is heavy-tailed (CV >= 1);
+                - client message intervals are Poisson-like (CV <= max_msg_iat_cv): shares
+                  arrive as a Poisson process (CV 1), a vardiff retarget mixes two rates;
+                - server message intervals too: replies to shares plus job pushes on new
+                  blocks are superposed Poisson processes, not relay bursts;
+              where only the src side's payload-packet timing is known (older data), its
+              CV <= max_iat_cv (v1: a share split in two segments gives sqrt(3)); flow
+              exporters (NetFlow, Zeek) give neither and only the other rules apply.
 
-"Messages" are payload packets where the source counts them, half the packets
-otherwise (NetFlow, Zeek: each message draws an ACK in a paced exchange). The server
-is the side with the lower port (pool ports 3333, 443, 14444 are below any ephemeral
-port), so a flow split by an idle timeout, whose later records start with a server
-packet, still joins the right session.
+"Messages" are application messages where the source counts them, payload packets
+where it counts only those, half the packets otherwise (NetFlow, Zeek: each message
+draws an ACK in a paced exchange). The server is the side with the lower port (pool
+ports 3333, 443, 14444 are below any ephemeral port), so a flow split by an idle
+timeout, whose later records start with a server packet, still joins the right session.
+
+Speed: the session-building window functions are the expensive part, so they run only
+on candidate flows: those of a (client, server, server port) that has a held flow record
+(necessary for any session inside). On realistic traffic that is a few percent of the
+flows (7% of the corpus's TCP flows are held); the rest costs two scans, a filter and a
+hash join (bench/behaviour_speed.py). A further filter on the group's span and message
+counts before the windows was measured and dropped: it kept as many rows, and sharing
+the joined flows between it and the windows made DuckDB materialise them.
+
+Crypto P2P (Bitcoin peers on 8333) has this shape too. The detector does not read the
+evidence table to drop flows that a payload detector already called crypto_p2p: its
+result must depend on flows and its own version only (the same on every engine and on
+a re-run); a host with both kinds of evidence is resolved in the findings.
 
 The result is one evidence row per session, category `mining` at moderate
 confidence (shape alone, no protocol proof): it ranks a host for review and adds to
@@ -40,12 +66,13 @@ from __future__ import annotations
 from minewatch.detect import sql_detector
 
 DETECTOR_ID = "beh.periodic_low_rate"
-VERSION = 1
+VERSION = 2  # v2: message-level rules, held-connection rule, candidate groups before windows
 
 # Thresholds, each from the physics above; measured in bench/behaviour_eval.py (.md).
 DEFAULTS: dict[str, float] = {
     "max_gap_s": 900,  # a reconnect or idle-timeout split within 15 min is the same session
     "min_span_s": 180,  # three minutes: several share and job periods
+    "min_flow_s": 20,  # a held connection: exporters cut records at >= 60 s (active timeout)
     "min_msgs": 10,  # each way
     "min_interval_s": 2.0,  # faster than a share every 2 s is interactive or bulk
     "max_interval_s": 120.0,  # client: pools aim at a share every 5-60 s
@@ -56,7 +83,9 @@ DEFAULTS: dict[str, float] = {
     "max_reconnects_per_10min": 1,  # a miner holds one connection for hours
     "max_client_msg_bytes": 3000,  # an Equihash share (ZEC, ZEN, BTG) is ~2.9 KB
     "max_server_msg_bytes": 1200,  # jobs: 250-400 B (CryptoNote, Ethash), up to 1.2 KB (Bitcoin)
-    "max_iat_cv": 1.8,  # Poisson is 1.0; shares split in two segments give sqrt(3) = 1.73
+    "max_iat_cv": 1.8,  # per payload packet (no message view): Poisson 1.0, split shares sqrt(3)
+    "max_client_size_cv": 1.0,  # fixed-format shares << 1; exponential sizes give 1, content > 1
+    "max_msg_iat_cv": 1.5,  # per message: Poisson 1.0; a 4x vardiff retarget mid-session gives 1.3
 }
 
 
@@ -68,47 +97,88 @@ def _params(params: dict | None) -> dict[str, float]:
     return merged
 
 
+def _side(server: bool, column: str) -> str:
+    """`column` of the server side (`server`) or the client side of a flow, as SQL."""
+    when_src_serves, otherwise = ("src", "dst") if server else ("dst", "src")
+    return f"CASE WHEN server_is_src THEN {when_src_serves}_{column} ELSE {otherwise}_{column} END"
+
+
+def _message_sums(role: str, server: bool) -> str:
+    """Per flow, the sums a session needs to pool one side's message statistics:
+    n, n*mean and n*(std^2 + mean^2) of sizes, and the same of intervals (n - 1 of them)."""
+    n, size_mean, size_std = _side(server, "msgs"), _side(server, "msg_size_mean"), _side(server, "msg_size_std")
+    iat_mean, iat_std = _side(server, "msg_iat_mean_ms"), _side(server, "msg_iat_std_ms")
+    return f"""
+        CASE WHEN {size_mean} IS NOT NULL THEN {n} END AS {role}_sz_n,
+        {n} * {size_mean} AS {role}_sz_sum,
+        {n} * ({size_std} * {size_std} + {size_mean} * {size_mean}) AS {role}_sz_sq,
+        CASE WHEN {iat_mean} IS NOT NULL THEN {n} - 1 END AS {role}_it_n,
+        ({n} - 1) * {iat_mean} AS {role}_it_sum,
+        ({n} - 1) * ({iat_std} * {iat_std} + {iat_mean} * {iat_mean}) AS {role}_it_sq"""
+
+
+def _pooled_cv(role: str, kind: str) -> str:
+    """Coefficient of variation of one side's message sizes or intervals over a session."""
+    n, total, sq = f"sum({role}_{kind}_n)", f"sum({role}_{kind}_sum)", f"sum({role}_{kind}_sq)"
+    return (f"CASE WHEN {n} > 0 AND {total} > 0 THEN sqrt(greatest({sq} / {n} - ({total} / {n}) * ({total} / {n}), 0))"
+            f" / ({total} / {n}) END")
+
+
+def _key_join(left: str, right: str) -> str:
+    return (f"{left}.client_ip = {right}.client_ip AND {left}.server_ip = {right}.server_ip"
+            f" AND {left}.server_port = {right}.server_port")
+
+
 def behaviour_sql(params: dict | None = None) -> str:
     """The detector's SELECT (DuckDB dialect) over a `flows` table or view."""
     p = _params(params)
-    return f"""
-WITH tcp AS (
-    SELECT *, src_port < dst_port AS server_is_src
-    FROM flows
-    WHERE ip_proto = 6 AND src_port IS NOT NULL AND dst_port IS NOT NULL AND src_port <> dst_port
-),
-oriented AS (
-    SELECT
-        source_file, flow_ref, ts_start, ts_end,
+    held = f"ts_end >= ts_start + INTERVAL '{int(p['min_flow_s'])}' SECOND"
+    # messages of a side: application messages, else payload packets, else half the packets
+    client_msgs = ("CASE WHEN server_is_src THEN coalesce(dst_msgs, dst_payload_packets, dst_packets / 2.0, 0) "
+                   "ELSE coalesce(src_msgs, src_payload_packets, src_packets / 2.0, 0) END")
+    server_msgs = ("CASE WHEN server_is_src THEN coalesce(src_msgs, src_payload_packets, src_packets / 2.0, 0) "
+                   "ELSE coalesce(dst_msgs, dst_payload_packets, dst_packets / 2.0, 0) END")
+    # TCP flows with their (client, server, server port) key, written out twice below
+    # rather than shared as a CTE: engines materialise a CTE used twice, and this one is
+    # every TCP flow; the per-flow arithmetic is done only after the join
+    keyed = f"""
+    SELECT *,
         CASE WHEN server_is_src THEN dst_ip ELSE src_ip END AS client_ip,
         CASE WHEN server_is_src THEN dst_port ELSE src_port END AS client_port,
         CASE WHEN server_is_src THEN src_ip ELSE dst_ip END AS server_ip,
         CASE WHEN server_is_src THEN src_port ELSE dst_port END AS server_port,
-        -- flow-only sources (NetFlow, Zeek) lack payload counts: about half the packets
-        -- of a paced two-way exchange carry data (each message draws the peer's ACK),
-        -- and IP + TCP headers take at least 40 bytes a packet
-        CASE WHEN server_is_src THEN coalesce(dst_payload_packets, dst_packets / 2.0, 0)
-             ELSE coalesce(src_payload_packets, src_packets / 2.0, 0) END AS client_msgs,
-        CASE WHEN server_is_src THEN coalesce(src_payload_packets, src_packets / 2.0, 0)
-             ELSE coalesce(dst_payload_packets, dst_packets / 2.0, 0) END AS server_msgs,
+        CASE WHEN {held} THEN 1 ELSE 0 END AS held
+    FROM (SELECT *, src_port < dst_port AS server_is_src FROM flows
+          WHERE ip_proto = 6 AND src_port IS NOT NULL AND dst_port IS NOT NULL AND src_port <> dst_port) AS tcp"""
+    return f"""
+WITH held_keys AS (  -- (client, server, port) with a held connection: a small set
+    SELECT DISTINCT client_ip, server_ip, server_port FROM ({keyed}) AS k WHERE held = 1
+),
+candidates AS (  -- every flow of those (client, server, port), oriented client -> server
+    SELECT
+        k.source_file, k.flow_ref, k.ts_start, k.ts_end, k.client_ip, k.client_port, k.server_ip,
+        k.server_port, k.held,
+        {client_msgs} AS client_msgs,
+        {server_msgs} AS server_msgs,
+        -- flow-only sources lack payload bytes: IP + TCP headers take >= 40 bytes a packet
         CASE WHEN server_is_src THEN coalesce(dst_payload_bytes, greatest(dst_bytes - 40 * dst_packets, 0), 0)
              ELSE coalesce(src_payload_bytes, greatest(src_bytes - 40 * src_packets, 0), 0) END AS client_bytes,
         CASE WHEN server_is_src THEN coalesce(src_payload_bytes, greatest(src_bytes - 40 * src_packets, 0), 0)
              ELSE coalesce(dst_payload_bytes, greatest(dst_bytes - 40 * dst_packets, 0), 0) END AS server_bytes,
-        -- inter-arrival statistics exist for the flow's src side only: keep them when
-        -- src is the client and the flow has enough client messages to mean something
-        CASE WHEN NOT server_is_src AND src_iat_mean_ms > 0 AND src_payload_packets >= 5
-             THEN src_iat_std_ms / src_iat_mean_ms END AS client_iat_cv
-    FROM tcp
+        -- no message view: payload-packet inter-arrival statistics exist for the src side
+        -- only; keep them when src is the client and sent enough packets to mean something
+        CASE WHEN src_msgs IS NULL AND NOT server_is_src AND src_iat_mean_ms > 0 AND src_payload_packets >= 5
+             THEN src_iat_std_ms / src_iat_mean_ms END AS client_pkt_iat_cv,{_message_sums("client", False)},{_message_sums("server", True)}
+    FROM ({keyed}) AS k JOIN held_keys h ON {_key_join("k", "h")}
 ),
 gaps AS (
     SELECT *,
-        CASE WHEN date_diff('second',
-                      max(ts_end) OVER (PARTITION BY client_ip, server_ip, server_port ORDER BY ts_start, flow_ref
-                                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING),
-                      ts_start) <= {p['max_gap_s']}
+        CASE WHEN ts_start <= max(ts_end) OVER (PARTITION BY client_ip, server_ip, server_port
+                                                ORDER BY ts_start, flow_ref
+                                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
+                              + INTERVAL '{int(p['max_gap_s'])}' SECOND
              THEN 0 ELSE 1 END AS new_session
-    FROM oriented
+    FROM candidates
 ),
 numbered AS (
     SELECT *,
@@ -124,6 +194,7 @@ sessions AS (
         max(CASE WHEN new_session = 1 THEN flow_ref END) AS first_flow_ref,
         count(*) AS n_flows,
         count(DISTINCT client_port) AS n_connections,
+        max(held) AS held,
         min(ts_start) AS ts_start,
         max(ts_end) AS ts_end,
         greatest(date_diff('second', min(ts_start), max(ts_end)), 1) AS span_s,
@@ -131,8 +202,12 @@ sessions AS (
         sum(server_msgs) AS server_msgs,
         sum(client_bytes) AS client_bytes,
         sum(server_bytes) AS server_bytes,
-        sum(client_iat_cv * client_msgs) / sum(CASE WHEN client_iat_cv IS NOT NULL THEN client_msgs END)
-            AS client_iat_cv
+        sum(client_pkt_iat_cv * client_msgs) / sum(CASE WHEN client_pkt_iat_cv IS NOT NULL THEN client_msgs END)
+            AS client_pkt_iat_cv,
+        sum(client_sz_n) AS client_sized_msgs,
+        {_pooled_cv("client", "sz")} AS client_size_cv,
+        {_pooled_cv("client", "it")} AS client_msg_iat_cv,
+        {_pooled_cv("server", "it")} AS server_msg_iat_cv
     FROM numbered
     GROUP BY client_ip, server_ip, server_port, session_no
 ),
@@ -142,20 +217,27 @@ shaped AS (
         span_s / server_msgs AS server_interval_s,
         (client_bytes + server_bytes) / span_s AS bytes_per_s,
         client_bytes / client_msgs AS client_msg_bytes,
-        server_bytes / server_msgs AS server_msg_bytes
+        server_bytes / server_msgs AS server_msg_bytes,
+        -- the message view counts when it covers most of the session's client messages
+        coalesce(client_sized_msgs, 0) >= 0.5 * client_msgs AS has_messages
     FROM sessions
     WHERE client_msgs >= {p['min_msgs']} AND server_msgs >= {p['min_msgs']}
 ),
 hits AS (
     SELECT * FROM shaped
     WHERE span_s >= {p['min_span_s']}
+      AND held = 1
       AND client_interval_s BETWEEN {p['min_interval_s']} AND {p['max_interval_s']}
       AND server_interval_s BETWEEN {p['min_interval_s']} AND {p['max_server_interval_s']}
       AND bytes_per_s <= {p['max_bytes_per_s']}
       AND client_msg_bytes BETWEEN {p['min_client_msg_bytes']} AND {p['max_client_msg_bytes']}
       AND server_msg_bytes BETWEEN {p['min_server_msg_bytes']} AND {p['max_server_msg_bytes']}
       AND (n_connections - 1) * 600 <= {p['max_reconnects_per_10min']} * span_s
-      AND (client_iat_cv IS NULL OR client_iat_cv <= {p['max_iat_cv']})
+      AND (has_messages OR client_pkt_iat_cv IS NULL OR client_pkt_iat_cv <= {p['max_iat_cv']})
+      AND (NOT has_messages OR (
+              coalesce(client_size_cv, 0) <= {p['max_client_size_cv']}
+          AND coalesce(client_msg_iat_cv, 0) <= {p['max_msg_iat_cv']}
+          AND coalesce(server_msg_iat_cv, 0) <= {p['max_msg_iat_cv']}))
 )
 SELECT
     source_file,
@@ -171,24 +253,34 @@ SELECT
     server_port AS dst_port,
     'TCP' AS l4,
     'mining' AS category,
-    -- shape alone: 0.5, more for a longer session and for known steady timing
+    -- shape alone: 0.5, more for a longer session and for a measured message view
     CAST(0.5 + CASE WHEN span_s >= 3600 THEN 0.1 WHEN span_s >= 900 THEN 0.05 ELSE 0 END
-             + CASE WHEN client_iat_cv IS NOT NULL THEN 0.05 ELSE 0 END AS DOUBLE) AS confidence,
+             + CASE WHEN has_messages THEN 0.1 WHEN client_pkt_iat_cv IS NOT NULL THEN 0.05 ELSE 0 END
+         AS DOUBLE) AS confidence,
     'medium' AS severity,
     'TCP session to ' || server_ip || ':' || CAST(server_port AS VARCHAR) || ' for '
         || CASE WHEN span_s >= 3600
                 THEN CAST(span_s // 3600 AS VARCHAR) || ' h ' || CAST((span_s % 3600) // 60 AS VARCHAR) || ' min'
                 ELSE CAST(span_s // 60 AS VARCHAR) || ' min ' || CAST(span_s % 60 AS VARCHAR) || ' s' END
         || ': small client messages (' || CAST(CAST(round(client_msg_bytes) AS BIGINT) AS VARCHAR)
-        || ' B) every ' || CAST(CAST(round(client_interval_s) AS BIGINT) AS VARCHAR) || ' s'
-        || CASE WHEN client_iat_cv IS NULL THEN ''
-                ELSE ' (jitter ' || CAST(CAST(round(100 * client_iat_cv) AS BIGINT) AS VARCHAR) || '%)' END
-        || ', server pushes every ' || CAST(CAST(round(server_interval_s) AS BIGINT) AS VARCHAR) || ' s, '
-        || CAST(CAST(round(bytes_per_s) AS BIGINT) AS VARCHAR) || ' B/s'
+        || CASE WHEN has_messages
+                THEN ' B, size spread ' || CAST(CAST(round(100 * client_size_cv) AS BIGINT) AS VARCHAR) || '%'
+                ELSE ' B' END
+        || ') every ' || CAST(CAST(round(client_interval_s) AS BIGINT) AS VARCHAR) || ' s'
+        || CASE WHEN has_messages AND client_msg_iat_cv IS NOT NULL
+                THEN ' (jitter ' || CAST(CAST(round(100 * client_msg_iat_cv) AS BIGINT) AS VARCHAR) || '%)'
+                WHEN NOT has_messages AND client_pkt_iat_cv IS NOT NULL
+                THEN ' (jitter ' || CAST(CAST(round(100 * client_pkt_iat_cv) AS BIGINT) AS VARCHAR) || '%)'
+                ELSE '' END
+        || ', server pushes every ' || CAST(CAST(round(server_interval_s) AS BIGINT) AS VARCHAR) || ' s'
+        || CASE WHEN has_messages AND server_msg_iat_cv IS NOT NULL
+                THEN ' (jitter ' || CAST(CAST(round(100 * server_msg_iat_cv) AS BIGINT) AS VARCHAR) || '%)'
+                ELSE '' END
+        || ', ' || CAST(CAST(round(bytes_per_s) AS BIGINT) AS VARCHAR) || ' B/s'
         || CASE WHEN n_connections > 1 THEN ', ' || CAST(n_connections - 1 AS VARCHAR) || ' reconnects' ELSE '' END
         || ': shape of pool mining' AS summary,
     to_json(struct_pack(
-        basis := 'flow shape',
+        basis := CASE WHEN has_messages THEN 'flow shape, messages' ELSE 'flow shape' END,
         span_s := span_s,
         flows := n_flows,
         connections := n_connections,
@@ -199,7 +291,9 @@ SELECT
         client_interval_s := round(client_interval_s, 1),
         server_interval_s := round(server_interval_s, 1),
         bytes_per_s := round(bytes_per_s, 1),
-        client_iat_cv := round(client_iat_cv, 2)
+        client_size_cv := CASE WHEN has_messages THEN round(client_size_cv, 2) END,
+        client_iat_cv := round(CASE WHEN has_messages THEN client_msg_iat_cv ELSE client_pkt_iat_cv END, 2),
+        server_iat_cv := CASE WHEN has_messages THEN round(server_msg_iat_cv, 2) END
     )) AS details
 FROM hits
 ORDER BY ts_start, src_ip, dst_ip, dst_port

@@ -101,7 +101,7 @@ def _names_possible(heads: Heads, ctx: Context):
 
 @flow_detector("intel.pool_domain", 1, "mining_pool_contact",
                "DNS query/CNAME, TLS SNI or HTTP Host naming a listed mining pool or browser-mining service",
-               prefilter=_names_possible)
+               prefilter=_names_possible, stage=0)  # stage 0: its DNS answers feed ctx.resolved
 def pool_domain(flow: Flow, ctx: Context) -> Iterable[Hit]:
     intel = _intel(ctx)
     by_category: dict[str, list[tuple[str, str, bool, Indicator]]] = {}

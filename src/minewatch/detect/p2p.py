@@ -15,7 +15,7 @@ import numpy as np
 
 from minewatch.detect import Context, Flow, Hit, flow_detector
 from minewatch.detect.heads import Heads
-from minewatch.detect.protocols import never_raises
+from minewatch.detect.mining_rpc import never_raises
 
 # ---------------------------------------------------------------- keccak-256 (Ethereum's hash)
 

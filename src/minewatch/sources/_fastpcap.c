@@ -107,6 +107,9 @@ enum {
     C_SRC_FLAGS, C_DST_FLAGS,
     C_SRC_HEAD_OFF, C_SRC_HEAD, C_DST_HEAD_OFF, C_DST_HEAD,
     C_IAT_MEAN, C_IAT_STD, C_IAT_N,
+    /* application messages per side (src, dst), see side_count_message */
+    C_SRC_MSGS, C_DST_MSGS, C_SRC_MSZ_MEAN, C_DST_MSZ_MEAN, C_SRC_MSZ_STD, C_DST_MSZ_STD,
+    C_SRC_MIT_MEAN, C_DST_MIT_MEAN, C_SRC_MIT_STD, C_DST_MIT_STD,
     C_N
 };
 static const char *COL_NAMES[C_N] = {
@@ -118,6 +121,8 @@ static const char *COL_NAMES[C_N] = {
     "src_tcp_flags", "dst_tcp_flags",
     "src_head_offsets", "src_head_data", "dst_head_offsets", "dst_head_data",
     "src_iat_mean_ms", "src_iat_std_ms", "src_iat_count",
+    "src_msgs", "dst_msgs", "src_msg_size_mean", "dst_msg_size_mean", "src_msg_size_std", "dst_msg_size_std",
+    "src_msg_iat_mean_ms", "dst_msg_iat_mean_ms", "src_msg_iat_std_ms", "dst_msg_iat_std_ms",
 };
 
 /* ------------------------------------------------------------------ flows */
@@ -135,7 +140,48 @@ typedef struct {
     u32 head_len, head_cap, next_seq;
     u16 head_pkts;
     u8 flags, has_seq;
+    /* application messages: payload segments of this side less than MSG_GAP_NS apart */
+    i64 msgs, msg_start, last_pl_ts, msg_len; /* count; ns times; bytes of the open message */
+    i64 mit_n;                                /* intervals between message starts */
+    double msz_mean, msz_m2, mit_mean, mit_m2; /* Welford: sizes (bytes), intervals (ms) */
 } Side;
+
+#define MSG_GAP_NS 5000000 /* 5 ms: segments of one write leave back to back, replies take an RTT */
+
+static inline void welford(double *mean, double *m2, double n, double x) {
+    double d = x - *mean;
+    *mean += d / n;
+    *m2 += d * (x - *mean);
+}
+
+/* Count one payload segment into the side's application messages. A message is a
+ * burst of segments each less than MSG_GAP_NS after the previous one (one stratum
+ * line or TLS record split by the MSS arrives as back-to-back segments). */
+static inline void side_count_message(Side *s, i64 ts, u32 len) {
+    if (s->msgs == 0 || ts - s->last_pl_ts > MSG_GAP_NS) {
+        if (s->msgs) {
+            welford(&s->msz_mean, &s->msz_m2, (double)s->msgs, (double)s->msg_len);
+            i64 dt = ts - s->msg_start;
+            s->mit_n++;
+            welford(&s->mit_mean, &s->mit_m2, (double)s->mit_n, (double)(dt > 0 ? dt : 0) / 1e6);
+        }
+        s->msgs++;
+        s->msg_start = ts;
+        s->msg_len = 0;
+    }
+    s->msg_len += len;
+    if (ts > s->last_pl_ts || s->msgs == 1) s->last_pl_ts = ts;
+}
+
+/* Message statistics of a side at export: the open message is counted as finished. */
+static void side_message_stats(const Side *s, double out[4]) {
+    double mean = s->msz_mean, m2 = s->msz_m2;
+    if (s->msgs) welford(&mean, &m2, (double)s->msgs, (double)s->msg_len);
+    out[0] = s->msgs ? mean : NAN;
+    out[1] = s->msgs ? sqrt(m2 / (double)s->msgs) : NAN;
+    out[2] = s->mit_n ? s->mit_mean : NAN;
+    out[3] = s->mit_n ? sqrt(s->mit_m2 / (double)s->mit_n) : NAN;
+}
 
 typedef struct {
     Key key;
@@ -420,6 +466,15 @@ static void flow_export(Reader *r, i64 idx) {
     err |= buf_put(&o[C_IAT_MEAN], &mean, 8);
     err |= buf_put(&o[C_IAT_STD], &sd, 8);
     err |= buf_put(&o[C_IAT_N], &f->iat_n, 8);
+    for (int k = 0; k < 2; k++) {
+        double m[4];
+        side_message_stats(&f->side[k], m);
+        err |= buf_put(&o[C_SRC_MSGS + k], &f->side[k].msgs, 8);
+        err |= buf_put(&o[C_SRC_MSZ_MEAN + k], &m[0], 8);
+        err |= buf_put(&o[C_SRC_MSZ_STD + k], &m[1], 8);
+        err |= buf_put(&o[C_SRC_MIT_MEAN + k], &m[2], 8);
+        err |= buf_put(&o[C_SRC_MIT_STD + k], &m[3], 8);
+    }
     if (err) r->nomem = 1;
     r->out_rows++;
     r->flows_out++;
@@ -567,6 +622,7 @@ static void account(Reader *r, const Pkt *p, i64 ts) {
     if (p->payload_len) {
         s->pl_packets++;
         s->pl_bytes += p->payload_len;
+        side_count_message(s, ts, p->payload_len);
         if (from_src) {
             if (s->pl_packets > 1) {
                 double x = (double)(ts - f->last_src_payload_ts) / 1e6;

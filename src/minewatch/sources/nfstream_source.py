@@ -4,7 +4,9 @@ Slower than the compiled reader (pcap.py) but it labels flows with nDPI's
 application name and reads live interfaces and link types the compiled reader lacks.
 A small NFPlugin keeps, per direction, the first payload bytes in TCP sequence
 order, the TCP flags, payload counters and the inter-arrival times of
-payload packets (times in nfstream are whole milliseconds), so rows match those of the compiled reader.
+payload packets and the application messages of each side (payload packets less than
+5 ms apart merged, as in the compiled reader; times in nfstream are whole milliseconds),
+so rows match those of the compiled reader.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import Callable, Iterator
 import pyarrow as pa
 
 from minewatch.errors import InputError
-from minewatch.schema.flows import FLOWS
+from minewatch.schema.flows import FLOWS, MESSAGE_GAP_S
 from minewatch.sources import ReadStats
 
 L4_NAMES = {1: "ICMP", 6: "TCP", 17: "UDP", 58: "ICMPv6", 132: "SCTP"}
@@ -45,6 +47,7 @@ def _payload_heads_plugin(payload_bytes: int, payload_packets: int):
             u.mw_flags = [0, 0]
             u.mw_iat = [[0, 0.0, 0.0], [0, 0.0, 0.0]]  # per side: count, mean, M2 (Welford), ms
             u.mw_last_payload = [None, None]
+            u.mw_msgs = [_Messages(), _Messages()]
             # a flow first seen at its SYN+ACK was started by the other side
             u.mw_swap = bool(packet.protocol == 6 and packet.syn and packet.ack)
             self.on_update(packet, flow)
@@ -70,6 +73,7 @@ def _payload_heads_plugin(payload_bytes: int, payload_packets: int):
             if u.mw_last_payload[side] is not None:
                 _welford(u.mw_iat[side], packet.time - u.mw_last_payload[side])
             u.mw_last_payload[side] = packet.time
+            u.mw_msgs[side].add(packet.time, size)
             head = u.mw_heads[side]
             if u.mw_head_pkts[side] >= payload_packets or len(head) >= payload_bytes:
                 return
@@ -90,6 +94,42 @@ def _payload_heads_plugin(payload_bytes: int, payload_packets: int):
             head += data[: payload_bytes - len(head)]
 
     return PayloadHeads()
+
+
+class _Messages:
+    """Application messages of one side: payload packets closer than MESSAGE_GAP_S
+    merged; Welford sums of message sizes and of intervals between message starts."""
+
+    __slots__ = ("count", "start_ms", "last_ms", "open_bytes", "size", "interval")
+    GAP_MS = MESSAGE_GAP_S * 1000
+
+    def __init__(self) -> None:
+        self.count, self.start_ms, self.last_ms, self.open_bytes = 0, 0, 0, 0
+        self.size = [0, 0.0, 0.0]  # count, mean, M2 of finished messages (bytes)
+        self.interval = [0, 0.0, 0.0]  # of intervals between message starts (ms)
+
+    def add(self, time_ms: int, size: int) -> None:
+        if self.count == 0 or time_ms - self.last_ms > self.GAP_MS:
+            if self.count:
+                _welford(self.size, self.open_bytes)
+                _welford(self.interval, max(time_ms - self.start_ms, 0))
+            self.count += 1
+            self.start_ms, self.open_bytes = time_ms, 0
+        self.open_bytes += size
+        self.last_ms = max(self.last_ms, time_ms) if self.count > 1 else time_ms
+
+    def columns(self, side: str) -> dict:
+        size = list(self.size)
+        if self.count:
+            _welford(size, self.open_bytes)  # the last message is finished by the flow's end
+        n_size, n_iat = size[0], self.interval[0]
+        return {
+            f"{side}_msgs": self.count,
+            f"{side}_msg_size_mean": size[1] if n_size else None,
+            f"{side}_msg_size_std": math.sqrt(size[2] / n_size) if n_size else None,
+            f"{side}_msg_iat_mean_ms": float(self.interval[1]) if n_iat else None,
+            f"{side}_msg_iat_std_ms": math.sqrt(self.interval[2] / n_iat) if n_iat else None,
+        }
 
 
 def _tcp_seq(packet) -> int | None:
@@ -137,6 +177,7 @@ def _row(flow, source: str, ref: int) -> dict:
         row[f"{name}_payload_bytes"] = u.mw_pl_bytes[side]
         row[f"{name}_tcp_flags"] = u.mw_flags[side]
         row[f"{name}_payload_head"] = bytes(u.mw_heads[side])
+        row.update(u.mw_msgs[side].columns(name))
     return row
 
 

@@ -178,4 +178,11 @@ def _to_batch(c: dict, source: str) -> pa.RecordBatch:
         "src_iat_std_ms": _fixed(c["src_iat_std_ms"], pa.float64(), n, has_iat),
         "app_protocol": pa.nulls(n, pa.string()),
     }
+    for side in ("src", "dst"):
+        msgs = np.frombuffer(c[f"{side}_msgs"], dtype=np.int64)
+        has_msgs, has_intervals = msgs > 0, msgs > 1
+        columns[f"{side}_msgs"] = _fixed(c[f"{side}_msgs"], i64, n)
+        for name, valid in (("msg_size_mean", has_msgs), ("msg_size_std", has_msgs),
+                            ("msg_iat_mean_ms", has_intervals), ("msg_iat_std_ms", has_intervals)):
+            columns[f"{side}_{name}"] = _fixed(c[f"{side}_{name}"], pa.float64(), n, valid)
     return pa.RecordBatch.from_arrays([columns[f.name] for f in FLOWS], schema=FLOWS)

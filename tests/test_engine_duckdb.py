@@ -83,7 +83,8 @@ def test_findings_one_row_per_host(workspace):
     hosts = {h["host"]: h for h in map(json.loads, result.output.splitlines())}
     assert set(hosts) == {"10.20.0.7", "10.20.0.8", "10.20.0.10", "10.20.0.11", "10.20.0.13", "10.20.0.20"}
     assert hosts["10.20.0.7"]["flows"] == 2
-    assert sorted(hosts["10.20.0.7"]["pools"]) == ["pool.supportxmr.com:443", "pool.supportxmr.com:53"]
+    # the DNS sighting names the pool without the resolver's port; the TLS one has the pool's port
+    assert sorted(hosts["10.20.0.7"]["pools"]) == ["pool.supportxmr.com", "pool.supportxmr.com:443"]
     assert hosts["10.20.0.10"]["categories"] == ["mining"]
     assert run("findings", "--workspace", workspace, "--since", "2026-11-02", "--format", "jsonl").output == ""
     assert run("findings", "--workspace", workspace, "--until", "2026-10-31", "--format", "jsonl").output == ""

@@ -22,8 +22,11 @@ WITH e AS (
            json_extract_string(details, '$.coin') AS coin,
            json_extract_string(details, '$.agent') AS agent,
            json_extract_string(details, '$.worker') AS worker,
-           CASE WHEN category IN ('mining', 'mining_pool_contact')
-                THEN coalesce(json_extract_string(details, '$.pool_host'), dst_ip)
+           CASE WHEN category NOT IN ('mining', 'mining_pool_contact') THEN NULL
+                -- a DNS sighting names the pool, but its address is the resolver's
+                WHEN dst_port IN (53, 5353, 5355) OR json_extract_string(details, '$.seen_as') LIKE 'dns%'
+                THEN json_extract_string(details, '$.pool_host')
+                ELSE coalesce(json_extract_string(details, '$.pool_host'), dst_ip)
                      || CASE WHEN dst_port IS NULL THEN '' ELSE ':' || CAST(dst_port AS VARCHAR) END
            END AS pool
     FROM evidence

@@ -1,4 +1,7 @@
-"""Typer sub-apps: `minewatch meters ...` and `minewatch equipment ...`."""
+"""Typer sub-apps: `minewatch meters ...` and `minewatch equipment ...`.
+
+The power modules (DuckDB, numpy) are imported inside the commands, so that every other
+minewatch command starts without them."""
 
 from __future__ import annotations
 
@@ -8,15 +11,11 @@ import sys
 from pathlib import Path
 from typing import Optional
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from minewatch.errors import MinewatchError
-from minewatch.power import equipment as eq
-from minewatch.power.ingest import ingest_file, load_metadata
-from minewatch.power.scoring import day_str, meter_daily, score_workspace
 
 meters_app = typer.Typer(help="Electricity meters: ingest readings, score them for mining, show one meter.",
                          no_args_is_help=True)
@@ -41,6 +40,8 @@ def ingest_cmd(
     failed = 0
     for f in files:
         try:
+            from minewatch.power.ingest import ingest_file
+
             res = ingest_file(workspace, f, tz, unit)
         except MinewatchError as e:
             err.print(f"[red]error[/red] {e}")
@@ -57,6 +58,8 @@ def ingest_cmd(
                 out.print(f"  {r.meter_id}: {r.summary()}")
     if metadata:
         try:
+            from minewatch.power.ingest import load_metadata
+
             n = load_metadata(workspace, metadata)
             out.print(f"metadata: {n} meters described")
         except MinewatchError as e:
@@ -74,6 +77,8 @@ def score_cmd(
     top: int = typer.Option(20, help="flagged meters to list on the console"),
 ) -> None:
     """Score every meter; write one JSON verdict per line, flagged first."""
+    from minewatch.power.scoring import score_workspace
+
     records = score_workspace(workspace, utc_offset)
     if not records:
         err.print(f"no readings in {workspace}: run `minewatch meters ingest` first")
@@ -89,10 +94,13 @@ def score_cmd(
         out.print(f"  {r['meter_id']}  score {r['score']:.2f}  {r['explanation']}")
 
 
-def _chart(days: np.ndarray, mean: np.ndarray, base: np.ndarray, onset: Optional[int],
+def _chart(days, mean, base, onset: Optional[int],
            miner_kw: float, pre_base: float, width: int, height: int) -> list[str]:
     """Text chart: daily mean (░) over daily base (█); onset column '|'; estimated
     miner load as '─' from the onset at pre-onset base + added kW."""
+    import numpy as np
+
+    from minewatch.power.scoring import day_str
     n = len(days)
     cols = min(width, n)
     edges = np.linspace(0, n, cols + 1).astype(int)
@@ -134,6 +142,10 @@ def show_cmd(
     utc_offset: float = typer.Option(0.0, help="local time = UTC + this many hours"),
 ) -> None:
     """Chart one meter: daily load, onset, estimated miner load, and the verdict."""
+    import numpy as np
+
+    from minewatch.power import equipment as eq
+    from minewatch.power.scoring import meter_daily
     dm, rec = meter_daily(workspace, meter_id, utc_offset)
     if rec is None or not len(dm.meters):
         err.print(f"meter {meter_id!r} is not in {workspace}")
@@ -173,6 +185,7 @@ def estimate_cmd(
     as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
 ) -> None:
     """Power, energy per year and hashrate of seized or suspected equipment."""
+    from minewatch.power import equipment as eq
     if len(model) != len(count):
         err.print(f"give one --count per --model ({len(model)} models, {len(count)} counts)")
         raise typer.Exit(2)
@@ -207,6 +220,7 @@ def estimate_cmd(
 @equipment_app.command("list")
 def list_cmd() -> None:
     """The miner hardware catalogue with power, efficiency and sources."""
+    from minewatch.power import equipment as eq
     out.print(f"Miner hardware catalogue ({eq.CATALOGUE})")
     for m in eq.load_catalogue().values():
         per = m.hashrate_unit.split("/")[0]

@@ -82,3 +82,15 @@ def test_equipment_estimate():
     assert r.exit_code == 2
     r = runner.invoke(app, ["equipment", "list"])
     assert r.exit_code == 0 and "antminer_s21" in r.output
+
+
+def test_reading_commands_do_not_create_a_workspace(tmp_path):
+    from typer.testing import CliRunner
+
+    from minewatch.cli import app
+
+    missing = tmp_path / "no-such-workspace"
+    for args in (["meters", "score", "-w", str(missing)], ["meters", "show", "M1", "-w", str(missing)]):
+        result = CliRunner().invoke(app, args)
+        assert result.exit_code != 0
+        assert not missing.exists(), args

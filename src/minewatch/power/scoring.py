@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minewatch.errors import InputError
 from minewatch.power import model
 from minewatch.power.equipment import load_catalogue, units_for_kw
 from minewatch.power.features import DailyMatrix, HourlyBlock, hourly_blocks, hourly_matrix
@@ -85,7 +86,10 @@ def verdict_record(v: model.Verdict, meter_id: str, meta: dict | None = None) ->
 
 
 def score_workspace(ws: str | Path, utc_offset_h: float = 0.0) -> list[dict]:
-    """Score every meter in the workspace; store the verdicts in the catalog too."""
+    """Score every meter in the workspace; store the verdicts in the catalog too.
+    A folder with no meter readings gives [] and is left as it was."""
+    if not list((Path(ws) / "meters").glob("*.parquet")) or not (Path(ws) / "catalog.duckdb").exists():
+        return []
     con = open_catalog(ws)
     try:
         if not list((Path(ws) / "meters").glob("*.parquet")):
@@ -111,6 +115,8 @@ def score_workspace(ws: str | Path, utc_offset_h: float = 0.0) -> list[dict]:
 
 def meter_daily(ws: str | Path, meter_id: str, utc_offset_h: float = 0.0) -> tuple[DailyMatrix, dict | None]:
     """Daily series of one meter and its stored verdict (re-scored if none is stored)."""
+    if not (Path(ws) / "catalog.duckdb").exists():
+        raise InputError(ws, "not a meter workspace (no catalog.duckdb): run `minewatch meters ingest` first")
     con = open_catalog(ws)
     try:
         row = con.execute("SELECT meter_key FROM meters WHERE meter_id = ?", [meter_id]).fetchall()

@@ -44,7 +44,7 @@ def ingest_cmd(
 
             res = ingest_file(workspace, f, tz, unit)
         except MinewatchError as e:
-            err.print(f"[red]error[/red] {e}")
+            err.print(f"[red]error:[/red] {e}")
             failed += 1
             continue
         if res.skipped:
@@ -63,7 +63,7 @@ def ingest_cmd(
             n = load_metadata(workspace, metadata)
             out.print(f"metadata: {n} meters described")
         except MinewatchError as e:
-            err.print(f"[red]error[/red] {e}")
+            err.print(f"[red]error:[/red] {e}")
             failed += 1
     if failed:
         raise typer.Exit(1)
@@ -81,7 +81,7 @@ def score_cmd(
 
     records = score_workspace(workspace, utc_offset)
     if not records:
-        err.print(f"no readings in {workspace}: run `minewatch meters ingest` first")
+        err.print(f"[red]error:[/red] no readings in {workspace}: run `minewatch meters ingest` first")
         raise typer.Exit(1)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if output is None:
@@ -148,7 +148,7 @@ def show_cmd(
     from minewatch.power.scoring import meter_daily
     dm, rec = meter_daily(workspace, meter_id, utc_offset)
     if rec is None or not len(dm.meters):
-        err.print(f"meter {meter_id!r} is not in {workspace}")
+        err.print(f"[red]error:[/red] meter {meter_id!r} is not in {workspace}")
         raise typer.Exit(1)
     days = dm.day0 + np.arange(dm.base.shape[1])
     onset = None
@@ -187,12 +187,12 @@ def estimate_cmd(
     """Power, energy per year and hashrate of seized or suspected equipment."""
     from minewatch.power import equipment as eq
     if len(model) != len(count):
-        err.print(f"give one --count per --model ({len(model)} models, {len(count)} counts)")
+        err.print(f"[red]error:[/red] give one --count per --model ({len(model)} models, {len(count)} counts)")
         raise typer.Exit(2)
     try:
         est = eq.estimate_fleet(list(zip(model, count)), uptime, pue)
     except MinewatchError as e:
-        err.print(f"[red]error[/red] {e}")
+        err.print(f"[red]error:[/red] {e}")
         raise typer.Exit(2)
     if as_json:
         out.print_json(data={

@@ -8,7 +8,7 @@ import pyarrow as pa
 import pytest
 
 from minewatch.sources import _records, zeek
-from minewatch.sources._records import ArrowBatcher, SourceStats, collect_tables, line_pieces, recycled_line_pieces
+from minewatch.sources._records import ArrowBatcher, SourceStats, collect_tables, line_pieces
 from minewatch.sources.nfdump import read_nfdump
 from minewatch.sources.zeek import read_zeek
 
@@ -187,7 +187,7 @@ def test_recycled_pieces_cut_at_line_ends_and_survive_a_long_line():
 
     long_line = b"x" * 5000 + b"\n"  # longer than a piece: carried over into a bigger buffer
     text = b"".join(b"row %d,a,b\n" % i for i in range(3000)) + long_line + b"row end,a,b"
-    pieces = [bytes(p) for p in recycled_line_pieces(io.BytesIO(text), slots=3, chunk_bytes=1000)]
+    pieces = [bytes(p) for p in line_pieces(io.BytesIO(text), chunk_bytes=1000, slots=3)]
     assert b"".join(pieces) == text and len(pieces) > 20
     assert all(p.endswith(b"\n") for p in pieces[:-1])
 
@@ -208,7 +208,7 @@ def test_recycled_pieces_are_intact_while_ordered_map_workers_hold_them():
         assert bytes(piece) == first  # unchanged while the worker held it
         return first
 
-    pieces = recycled_line_pieces(io.BytesIO(text), slots=5, chunk_bytes=2000)
+    pieces = line_pieces(io.BytesIO(text), chunk_bytes=2000, slots=5)
     assert b"".join(_records.ordered_map(slow_copy, pieces, workers=2, ahead=3)) == text
 
 

@@ -246,47 +246,33 @@ def skip_lines(stream, count: int) -> int:
     return count
 
 
-def line_pieces(stream, chunk_bytes: int | None = None, errors: list | None = None) -> Iterator[memoryview]:
+def line_pieces(stream, chunk_bytes: int | None = None, errors: list | None = None,
+                slots: int | None = None) -> Iterator[memoryview]:
     """Consecutive pieces of a text stream, each cut after a newline so that every line
     lies in one piece (the last piece may lack its final newline). Each piece is read
-    straight into its own buffer (no copy of the text); the reader counts lines itself,
-    from what its parser saw, so nothing here scans the text but for the last newline.
-    A corrupt or cut gzip stream ends the pieces; the error is appended to `errors`."""
-    size = chunk_bytes or CHUNK_BYTES
-    carry = b""
-    while True:
-        buffer = bytearray(len(carry) + size)
-        buffer[:len(carry)] = carry
-        end = len(carry) + _fill(stream, memoryview(buffer)[len(carry):], errors)
-        if end == len(carry):  # the end of the stream
-            if carry:
-                yield memoryview(carry)
-            return
-        cut = buffer.rfind(b"\n", 0, end) + 1
-        if cut == 0:  # one very long line: read on
-            carry = bytes(buffer[:end])
-            continue
-        carry = bytes(buffer[cut:end])
-        yield memoryview(buffer)[:cut]
+    straight into a buffer (no copy of the text); the reader counts lines itself, from
+    what its parser saw, so nothing here scans the text but for the last newline.
+    A corrupt or cut gzip stream ends the pieces; the error is appended to `errors`.
 
-
-def recycled_line_pieces(stream, slots: int, chunk_bytes: int | None = None,
-                         errors: list | None = None) -> Iterator[memoryview]:
-    """`line_pieces` into a ring of `slots` reused buffers: no fresh allocation (and page
-    faults) per piece. A piece's memory is overwritten `slots` pieces later, so the caller
-    must be done with it by then: `ordered_map(..., ahead=slots - 2)` guarantees it, as
-    long as what a worker returns holds no view of its piece (pyarrow.csv copies)."""
+    With `slots`, pieces are read into a ring of that many reused buffers (no fresh
+    allocation and page faults per piece): a piece's memory is overwritten `slots`
+    pieces later, so the caller must be done with it by then — `ordered_map(...,
+    ahead=slots - 2)` guarantees it, as long as what a worker returns holds no view of
+    its piece (pyarrow.csv copies). Without, every piece has its own buffer."""
     size = chunk_bytes or CHUNK_BYTES
     ring: list[bytearray] = []
     carry = b""
     slot = 0
     while True:
         need = len(carry) + size
-        if slot == len(ring):
-            ring.append(bytearray(need))
-        elif len(ring[slot]) < need:  # a long line was carried over
-            ring[slot] = bytearray(need)
-        buffer = ring[slot]
+        if slots is None:
+            buffer = bytearray(need)
+        else:
+            if slot == len(ring):
+                ring.append(bytearray(need))
+            elif len(ring[slot]) < need:  # a long line was carried over
+                ring[slot] = bytearray(need)
+            buffer = ring[slot]
         buffer[:len(carry)] = carry
         end = len(carry) + _fill(stream, memoryview(buffer)[len(carry):need], errors)
         if end == len(carry):  # the end of the stream
@@ -299,7 +285,8 @@ def recycled_line_pieces(stream, slots: int, chunk_bytes: int | None = None,
             continue
         carry = bytes(buffer[cut:end])
         yield memoryview(buffer)[:cut]
-        slot = (slot + 1) % slots
+        if slots is not None:
+            slot = (slot + 1) % slots
 
 
 def _fill(stream, view: memoryview, errors: list | None) -> int:

@@ -39,6 +39,7 @@ from minewatch.sources._records import (
     as_strings,
     ip_text_bad,
     l4_name,
+    line_pieces,
     lines_of_rows,
     looks_binary,
     map_distinct,
@@ -46,7 +47,6 @@ from minewatch.sources._records import (
     ordered_map,
     piece_has,
     proto_number,
-    recycled_line_pieces,
     skip_lines,
     tcp_flags_value,
     to_float_column,
@@ -241,7 +241,7 @@ def _stream_csv(stream, path, names, mapping, stats, time_unit, naive_tz, delimi
         before = skip_lines(stream, header_lines)  # lines before the current piece
         errors: list[str] = []
         ahead = _records.WORKERS + 1  # pieces in flight; the buffer ring has two more
-        pieces = recycled_line_pieces(stream, ahead + 2, _records.CHUNK_BYTES, errors)
+        pieces = line_pieces(stream, _records.CHUNK_BYTES, errors, slots=ahead + 2)
         for piece in ordered_map(work, pieces, workers=_records.WORKERS, ahead=ahead):
             if piece.error is not None:
                 # the parser gives up (a cut multi-byte character): the pieces before are

@@ -62,8 +62,6 @@ def _connect():
 
 
 def generate_nfdump(path: Path, rows: int) -> None:
-    import duckdb
-
     tmp = path.with_suffix(".tmp")
     con = _connect()
     con.execute(f"""
@@ -98,8 +96,6 @@ def generate_nfdump(path: Path, rows: int) -> None:
 
 
 def generate_zeek(path: Path, rows: int) -> None:
-    import duckdb
-
     tmp = path.with_suffix(".tmp")
     con = _connect()
     con.execute(f"""

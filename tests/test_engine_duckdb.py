@@ -12,7 +12,6 @@ from minewatch.engine.reference import build
 from minewatch.intel import IntelSet
 from minewatch.schema import EVIDENCE
 from minewatch.workspace import Workspace
-from minewatch.workspace.ingest import ingest
 
 from test_workspace_ingest import LOGS, DATA, run
 

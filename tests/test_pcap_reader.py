@@ -23,7 +23,7 @@ from conftest import CORPUS as _CORPUS  # noqa: E402
 CORPUS = (_CORPUS / "ndpi" / "pcap") if _CORPUS else Path("/nonexistent")
 needs_corpus = pytest.mark.skipif(not CORPUS.is_dir(), reason="corpus not present")
 
-from packets import ACK, FIN, PSH, RST, SYN, ip4, ipv4, ipv6, tcp, udp, eth, sll, sll2, gre, pcap, ng_block, pcapng  # noqa: E402
+from packets import ACK, FIN, PSH, SYN, ipv4, ipv6, tcp, udp, eth, sll, sll2, gre, pcap, ng_block, pcapng  # noqa: E402
 
 
 def read(path: Path, **kw) -> tuple[list[dict], ReadStats]:

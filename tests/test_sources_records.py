@@ -2,7 +2,6 @@
 
 from datetime import datetime, timezone
 
-import numpy as np
 import pyarrow as pa
 import pytest
 

@@ -22,7 +22,7 @@ from minewatch.errors import UsageError
 from minewatch.intel import IntelSet
 from minewatch.schema import EVIDENCE
 from minewatch.workspace.catalogue import Catalogue
-from minewatch.workspace.store import NO_DAY, RECORD_TABLES, Workspace, empty_table, stored_schema
+from minewatch.workspace.store import NO_DAY, RECORD_TABLES, Workspace, empty_table
 
 ENGINE_NAME = "duckdb"
 DEFAULT_MEMORY_LIMIT = "1536MB"

@@ -188,3 +188,19 @@ def test_findings_combine_packet_and_log_evidence(workspace):
     assert from_packets and all("proto.stratum_v1" in h["detectors"] or "proto.cryptonote" in h["detectors"]
                                 or "proto.eth_stratum" in h["detectors"] for h in from_packets)
     assert {"10.20.0.7", "10.20.0.20"} <= {h["host"] for h in hosts}  # the log findings are still there
+
+
+def test_flows_written_before_new_columns_still_run_every_detector(tmp_path):
+    """A workspace whose flows Parquet predates the message columns reads them as NULL."""
+    import pyarrow.parquet as pq
+
+    from minewatch.demo import CAPTURES
+
+    ws = tmp_path / "ws"
+    assert run("ingest", str(CAPTURES / "mining.pcapng"), "--workspace", ws, "-q").exit_code == 0
+    for part in (ws / "tables" / "flows").rglob("*.parquet"):
+        table = pq.read_table(part)
+        pq.write_table(table.select([c for c in table.column_names if "_msg" not in c]), part)
+    result = run("detect", "--workspace", ws)
+    assert result.exit_code == 0, result.output
+    assert "failed" not in result.output

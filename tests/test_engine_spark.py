@@ -191,3 +191,18 @@ def test_unreachable_master_is_refused_before_spark_starts(tmp_path):
     with pytest.raises(UsageError, match="cannot reach the Spark master spark://127.0.0.1:1"):
         check_master("spark://127.0.0.1:1", timeout_s=1)
     check_master("local[2]")  # nothing to reach
+
+
+def test_flows_written_before_new_columns_and_no_flows_at_all(spark, tmp_path):
+    """Columns added to a schema after files were written read as NULL on Spark too, and a
+    workspace with no flows at all (only DNS logs) still gets an empty flows view."""
+    old = tmp_path / "old"
+    assert run("ingest", MINING_PCAP, "--workspace", old, "-q").exit_code == 0
+    for part in (old / "tables" / "flows").rglob("*.parquet"):
+        table = pq.read_table(part)
+        pq.write_table(table.select([c for c in table.column_names if "_msg" not in c]), part)
+    dns_only = tmp_path / "dns-only"
+    assert run("ingest", LOGS / "dns.log", "--workspace", dns_only, "-q").exit_code == 0
+    for ws in (old, dns_only):
+        report = SparkEngine(Workspace(ws), IntelSet.load(), spark=spark).run()
+        assert [r.error for r in report.results if r.error] == [], ws

@@ -93,13 +93,17 @@ def _quote(text: str) -> str:
 
 
 def create_table_view(con, ws: Workspace, table: str) -> None:
+    """The table as a view over its Parquet partitions. An empty relation of the current
+    schema is united by name, so that columns added to a schema after some files were
+    written (e.g. the flows' message columns) read as NULL there instead of failing."""
+    empty = empty_table(table)
+    empty = empty.append_column("source", pa.array([], pa.string())).append_column("day", pa.array([], pa.string()))
+    con.register(f"_empty_{table}", empty)
     if ws.has_files(table):
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{_quote(ws.table_glob(table))}', "
-                    "hive_partitioning = true, hive_types_autocast = false, union_by_name = true)")
-    else:  # no data yet: an empty relation of the same shape
-        empty = empty_table(table)
-        empty = empty.append_column("source", pa.array([], pa.string())).append_column("day", pa.array([], pa.string()))
-        con.register(f"_empty_{table}", empty)
+                    "hive_partitioning = true, hive_types_autocast = false, union_by_name = true) "
+                    f"UNION ALL BY NAME SELECT * FROM _empty_{table}")
+    else:  # no data yet
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
 
 

@@ -244,15 +244,18 @@ class SparkEngine:
         return report
 
     def _table_view(self, spark, table: str) -> None:
-        """A view over <tables>/<table>/source=*/day=*/*.parquet, or an empty one of the same shape."""
+        """A view over <tables>/<table>/source=*/day=*/*.parquet, or an empty one of the same
+        shape. Columns added to the schema after some files were written read as NULL."""
         from pyspark.errors import AnalysisException
 
         url = f"{self.tables_url}/{table}"
+        empty = empty_table(table).append_column("source", pa.array([], pa.string()))
+        empty = _frame(spark, empty.append_column("day", pa.array([], pa.string())))
         try:
             df = spark.read.option("mergeSchema", "true").option("basePath", url).parquet(url)
+            df = df.unionByName(empty, allowMissingColumns=True)
         except AnalysisException:  # no folder or no files yet
-            empty = empty_table(table).append_column("source", pa.array([], pa.string()))
-            df = _frame(spark, empty.append_column("day", pa.array([], pa.string())))
+            df = empty
         df.createOrReplaceTempView(table)
 
     def sql_for(self, det: SqlDetector) -> str:
@@ -291,11 +294,16 @@ class SparkEngine:
         self._spark, self._owns_session = None, False
 
 
+# Spark has no unsigned integers; it reads Parquet's as the next wider signed type.
+_SIGNED = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64()}
+
+
 def _frame(spark, table: pa.Table):
     """A DataFrame from an Arrow table (PySpark warns about pandas 3 here; no pandas is used)."""
+    schema = pa.schema([f.with_type(_SIGNED.get(f.type, f.type)) for f in table.schema])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)
-        return spark.createDataFrame(table)
+        return spark.createDataFrame(table.cast(schema))
 
 
 def _count_written(spark, files: HadoopFiles, url: str) -> int:

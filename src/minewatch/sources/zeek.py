@@ -420,13 +420,20 @@ def _dns(fields: dict) -> dict:
     }
 
 
-def _ssl(fields: dict) -> dict:
+def _endpoints(fields: dict) -> dict:
+    """Time and connection endpoints of a Zeek record (orig = src, the client)."""
     return {
         "ts": _ts(fields),
         "src_ip": _addr(fields, "id.orig_h", False),
         "src_port": _port(fields, "id.orig_p"),
         "dst_ip": _addr(fields, "id.resp_h", False),
         "dst_port": _port(fields, "id.resp_p"),
+    }
+
+
+def _ssl(fields: dict) -> dict:
+    return {
+        **_endpoints(fields),
         "server_name": clean_domain(fields.get("server_name")),
         "version": fields.get("version") or None,
         "ja3": fields.get("ja3") or None,
@@ -444,11 +451,7 @@ def _http(fields: dict) -> dict:
     except ValueError:
         raise RecordError(f"bad status_code {status!r}") from None
     return {
-        "ts": _ts(fields),
-        "src_ip": _addr(fields, "id.orig_h", False),
-        "src_port": _port(fields, "id.orig_p"),
-        "dst_ip": _addr(fields, "id.resp_h", False),
-        "dst_port": _port(fields, "id.resp_p"),
+        **_endpoints(fields),
         "method": fields.get("method") or None,
         "host": fields.get("host") or None,
         "uri": fields.get("uri") or None,

@@ -582,15 +582,21 @@ def _slow_stretch(stretch: _Stretch, source: str) -> _StretchResult:
         except UnicodeDecodeError:
             line = raw.decode("utf-8", "replace")
         numbered.append((number, line.rstrip("\r\n")))
+    tables = _batches(_map_records(_stretch_records(stretch, numbered, local), source, local))
+    return _StretchResult(len(lines), tables, local)
+
+
+def _batches(records) -> list[tuple[str, pa.RecordBatch]]:
+    """(table, row dict) pairs from the line reader -> one record batch per table."""
     rows: dict[str, list[dict]] = {}
-    for table, row in _map_records(_stretch_records(stretch, numbered, local), source, local):
+    for table, row in records:
         rows.setdefault(table, []).append(row)
-    tables = []
+    out = []
     for table, items in rows.items():
         schema = SCHEMAS[table]
         arrays = [pa.array([row.get(f.name) for row in items], type=f.type) for f in schema]
-        tables.append((table, pa.RecordBatch.from_arrays(arrays, schema=schema)))
-    return _StretchResult(len(lines), tables, local)
+        out.append((table, pa.RecordBatch.from_arrays(arrays, schema=schema)))
+    return out
 
 
 def _stretch_records(stretch: _Stretch, numbered, stats: SourceStats) -> Iterator[tuple[int, str, dict]]:
@@ -811,14 +817,7 @@ def _json_piece(piece: memoryview, source: str) -> _StretchResult:
     local = SourceStats(source)
     texts = bytes(piece).split(b"\n")[:lines]
     numbered = [(number, raw.decode("utf-8", "replace").rstrip("\r\n")) for number, raw in enumerate(texts, start=1)]
-    rows: dict[str, list[dict]] = {}
-    for table_name, row in _map_records(_json_records(source, [], iter(numbered), local), source, local):
-        rows.setdefault(table_name, []).append(row)
-    batches = []
-    for table_name, items in rows.items():
-        schema = SCHEMAS[table_name]
-        arrays = [pa.array([row.get(f.name) for row in items], type=f.type) for f in schema]
-        batches.append((table_name, pa.RecordBatch.from_arrays(arrays, schema=schema)))
+    batches = _batches(_map_records(_json_records(source, [], iter(numbered), local), source, local))
     return _StretchResult(lines, batches, local)
 
 

@@ -77,12 +77,16 @@ class Scanner:
         self.detectors = list(load_all().values())
         self.report = ScanReport()
 
+    def _reader_options(self) -> dict:
+        o = self.options
+        return dict(payload_bytes=o.payload_bytes, payload_packets=o.payload_packets,
+                    idle_timeout=o.idle_timeout, active_timeout=o.active_timeout)
+
     def _flow_batches(self, path: str, stats: ReadStats, on_progress) -> Iterator[pa.RecordBatch]:
         from minewatch.sources.pcap import UnsupportedCapture, read_pcap
 
         o = self.options
-        common = dict(payload_bytes=o.payload_bytes, payload_packets=o.payload_packets,
-                      idle_timeout=o.idle_timeout, active_timeout=o.active_timeout)
+        common = self._reader_options()
         if o.reader in ("auto", "fast"):
             try:
                 yield from read_pcap(path, stats=stats, on_progress=on_progress, **common)
@@ -127,8 +131,7 @@ class Scanner:
         stats = ReadStats(f"interface:{interface}")
         self.report.files.append(stats)
         o = self.options
-        common = dict(payload_bytes=o.payload_bytes, payload_packets=o.payload_packets,
-                      idle_timeout=o.idle_timeout, active_timeout=o.active_timeout)
+        common = self._reader_options()
         if o.reader == "nfstream":
             from minewatch.sources.nfstream_source import read_nfstream
 

@@ -340,10 +340,13 @@ def replay_sessions(convs: dict, out: Path, speed: float = 1.0) -> list[dict]:
     import tempfile
 
     plan = []
+    clients: dict[tuple[str, str], str] = {}  # (real client, TLS version) -> loopback client
     for i, (key, conv) in enumerate(sorted(convs.items())):
         for j, version in enumerate(TLS_VERSIONS):
             n = len(plan) + 1
-            plan.append({"client_ip": f"127.0.1.{n}", "server_ip": REPLAY_SERVER_IP,
+            # one real host stays one replayed host: its backup pool beside its mining session
+            client_ip = clients.setdefault((key[0], version), f"127.0.1.{len(clients) + 1}")
+            plan.append({"client_ip": client_ip, "server_ip": REPLAY_SERVER_IP,
                          "server_port": 13300 + n, "tls": version, "from": "%s -> %s:%d" % key,
                          "conv": conv})
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ every Slips flow, and every non-mining nDPI flow within the target false-positiv
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import duckdb
@@ -33,9 +34,10 @@ ACTIVE_MINING = {
     ("192.168.2.92", "178.32.196.217", 9050),  # CryptoNote / xmrig login
     ("192.168.2.148", "94.23.199.191", 3333),  # Zcash (Equihash) stratum
 }
-# its fourth, 192.168.2.148 -> 116.211.167.195:3333, is a failover connection: the miner
-# logs in and then only listens (5 client messages in 18 min). Its host is found through
-# the active session; the shape rules cannot tell it from a push-notification channel.
+# its fourth, 192.168.2.148 -> 116.211.167.195:3333, is a backup pool: the miner logs in
+# and then only listens to jobs (4 client messages in 18 min) while it mines on
+# 94.23.199.191:3333. Alone, that shape is a push channel; beside a mining session of the
+# same host at the same time, it is the miner's failover pool.
 FAILOVER = ("192.168.2.148", "116.211.167.195", 3333)
 
 
@@ -79,7 +81,7 @@ def null_columns(table: pa.Table, names) -> pa.Table:
 def test_registered_as_a_flows_sql_detector():
     det = SQL_REGISTRY[DETECTOR_ID]
     assert det.reads == ("flows",)  # not the evidence table: a function of flows and its version
-    assert det.version == VERSION == 2
+    assert det.version == VERSION == 3
     assert det.category == "mining"
     assert "payload_head" not in det.sql({})  # encrypted traffic: the heads are never read
 
@@ -107,8 +109,10 @@ def test_sql_has_no_known_spark_pitfalls_and_translates():
 
 def test_real_mining_sessions_found_with_payload_withheld(mining_flows):
     rows = detect(mining_flows)
-    assert sessions(rows) == ACTIVE_MINING
-    assert FAILOVER not in sessions(rows)
+    assert sessions(rows) == ACTIVE_MINING | {FAILOVER}
+    kinds = {(r["src_ip"], r["dst_ip"], r["dst_port"]): json.loads(r["details"])["kind"] for r in rows}
+    assert kinds.pop(FAILOVER) == "backup pool"
+    assert set(kinds.values()) == {"mining session"}
 
 
 def test_same_evidence_whether_or_not_payload_is_present(mining_flows):
@@ -129,7 +133,7 @@ def test_flagged_flows_are_the_records_behind_the_evidence(mining_flows):
     con.register("flows", mining_flows)
     refs = set(flagged_flows(con).column("flow_ref").to_pylist())
     by_ref = {r["flow_ref"]: r for r in mining_flows.to_pylist()}
-    assert {(by_ref[i]["src_ip"], by_ref[i]["dst_ip"], by_ref[i]["dst_port"]) for i in refs} == ACTIVE_MINING
+    assert {(by_ref[i]["src_ip"], by_ref[i]["dst_ip"], by_ref[i]["dst_port"]) for i in refs} == ACTIVE_MINING | {FAILOVER}
 
 
 def test_flow_export_without_payload_counts_still_finds_the_sessions(mining_flows):
@@ -146,10 +150,10 @@ def test_without_message_columns_the_v1_rules_apply(mining_flows):
     src side's packet timing decide, as in version 1."""
     older = null_columns(mining_flows, MESSAGE_FIELDS)
     rows = detect(older)
-    assert sessions(rows) == ACTIVE_MINING
+    assert sessions(rows) == ACTIVE_MINING | {FAILOVER}
     assert all(0.55 <= r["confidence"] <= 0.65 and '"basis":"flow shape"' in r["details"] for r in rows)
     assert detect(older, {"max_iat_cv": 0.5}) == []  # the packet-timing rule decides here
-    assert sessions(detect(older, {"max_client_size_cv": 0.01, "max_msg_iat_cv": 0.01})) == ACTIVE_MINING
+    assert sessions(detect(older, {"max_client_size_cv": 0.01, "max_msg_iat_cv": 0.01})) == ACTIVE_MINING | {FAILOVER}
 
 
 def test_each_threshold_can_veto(mining_flows):
@@ -159,9 +163,10 @@ def test_each_threshold_can_veto(mining_flows):
     assert detect(mining_flows, {"min_flow_s": 24 * 3600}) == []
     assert sessions(detect(mining_flows, {"max_client_size_cv": 0.2})) == {
         ("192.168.2.92", "178.32.196.217", 9050)}  # xmrig's submits vary least (CV 0.07)
-    assert sessions(detect(mining_flows, {"max_iat_cv": 0.01})) == ACTIVE_MINING  # not used with messages
+    assert sessions(detect(mining_flows, {"max_iat_cv": 0.01})) == ACTIVE_MINING | {FAILOVER}  # not with messages
+    # the Equihash shares are 2.9 KB; without that session its host's backup pool goes too
     assert sessions(detect(mining_flows, {"max_client_msg_bytes": 1000})) == ACTIVE_MINING - {
-        ("192.168.2.148", "94.23.199.191", 3333)}  # the Equihash shares are 2.9 KB
+        ("192.168.2.148", "94.23.199.191", 3333)}
 
 
 def test_empty_and_odd_flows_give_no_error():
@@ -301,3 +306,35 @@ def test_message_statistics_pool_across_the_flows_of_a_session():
     found = hand_detect(rows)
     assert len(found) == 1 and '"client_size_cv":0.82' in found[0]["details"]
     assert hand_detect(rows, {"max_client_size_cv": 0.5}) == []
+
+
+def listener(ref: int, start_s: float, dur_s: float, **columns) -> dict:
+    """A logged-in connection that then only receives jobs: 3 client messages, a job
+    pushed every 60 s, to another pool endpoint than flow_row's."""
+    jobs = int(dur_s / 60)
+    shape = dict(src_msgs=3, src_payload_packets=3, src_payload_bytes=3 * 300, src_msg_size_mean=300.0,
+                    src_msg_size_std=100.0, src_msg_iat_mean_ms=400000.0, src_msg_iat_std_ms=300000.0,
+                    dst_msgs=jobs, dst_payload_packets=jobs, dst_payload_bytes=jobs * 350,
+                    dst_msg_size_mean=350.0, dst_msg_size_std=40.0, dst_msg_iat_mean_ms=60000.0,
+                    dst_msg_iat_std_ms=57000.0)
+    shape.update(columns)
+    return flow_row(ref, start_s, dur_s, client_port=41000, dst_ip="203.0.113.9", dst_port=14444, **shape)
+
+
+def test_a_listening_connection_is_a_backup_pool_only_beside_a_mining_session():
+    alone = [listener(1, 0, 1800)]
+    assert hand_detect(alone) == []  # a push channel: server messages only
+    found = hand_detect([flow_row(0, 100, 1800)] + alone)
+    by_port = {r["dst_port"]: r for r in found}
+    assert set(by_port) == {3333, 14444}
+    backup = by_port[14444]
+    assert json.loads(backup["details"])["kind"] == "backup pool"
+    assert json.loads(backup["details"])["beside"] == "198.51.100.7:3333"
+    assert "then only received jobs every 60 s" in backup["summary"]
+    assert backup["summary"].endswith("while the same host mined on 198.51.100.7:3333: a backup pool connection")
+    # not at the same time, or another host mining: no backup
+    assert len(hand_detect([flow_row(0, 7200, 1800)] + alone)) == 1
+    assert len(hand_detect([flow_row(0, 100, 1800, src_ip="10.0.0.6")] + alone)) == 1
+    # the listener's own shape still has to hold: bursty pushes are not jobs
+    bursty = [listener(1, 0, 1800, dst_msg_iat_std_ms=200000.0)]
+    assert len(hand_detect([flow_row(0, 100, 1800)] + bursty)) == 1

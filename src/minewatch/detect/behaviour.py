@@ -37,6 +37,12 @@ when it drops. Each rule below is one of those facts; all must hold for a sessio
               CV <= max_iat_cv (v1: a share split in two segments gives sqrt(3)); flow
               exporters (NetFlow, Zeek) give neither and only the other rules apply.
 
+A miner configured with a backup pool may hold that connection too: it logs in and then
+only listens to jobs. Alone, that shape is any push channel; so a session that meets every
+rule on the server side, the rate and the connection, but carries fewer than min_msgs
+client messages (at least one: the login), is reported only while the same client holds a
+full-shape session to another endpoint at the same time ("backup pool", details.beside).
+
 "Messages" are application messages where the source counts them, payload packets
 where it counts only those, half the packets otherwise (NetFlow, Zeek: each message
 draws an ACK in a paced exchange). The server is the side with the lower port (pool
@@ -66,7 +72,7 @@ from __future__ import annotations
 from minewatch.detect import sql_detector
 
 DETECTOR_ID = "beh.periodic_low_rate"
-VERSION = 2  # v2: message-level rules, held-connection rule, candidate groups before windows
+VERSION = 3  # v3: backup pools beside a mining session; v2: message-level rules, held connections
 
 # Thresholds, each from the physics above; measured in bench/behaviour_eval.py (.md).
 DEFAULTS: dict[str, float] = {
@@ -142,7 +148,11 @@ def behaviour_sql(params: dict | None = None) -> str:
     # rather than shared as a CTE: engines materialise a CTE used twice, and this one is
     # every TCP flow; the per-flow arithmetic is done only after the join
     keyed = f"""
-    SELECT *,
+    SELECT source_file, flow_ref, ts_start, ts_end, server_is_src,
+        src_packets, dst_packets, src_bytes, dst_bytes, src_payload_packets, dst_payload_packets,
+        src_payload_bytes, dst_payload_bytes, src_iat_mean_ms, src_iat_std_ms,
+        src_msgs, src_msg_size_mean, src_msg_size_std, src_msg_iat_mean_ms, src_msg_iat_std_ms,
+        dst_msgs, dst_msg_size_mean, dst_msg_size_std, dst_msg_iat_mean_ms, dst_msg_iat_std_ms,
         CASE WHEN server_is_src THEN dst_ip ELSE src_ip END AS client_ip,
         CASE WHEN server_is_src THEN dst_port ELSE src_port END AS client_port,
         CASE WHEN server_is_src THEN src_ip ELSE dst_ip END AS server_ip,
@@ -213,31 +223,50 @@ sessions AS (
 ),
 shaped AS (
     SELECT *,
-        span_s / client_msgs AS client_interval_s,
-        span_s / server_msgs AS server_interval_s,
+        span_s / nullif(client_msgs, 0) AS client_interval_s,
+        span_s / nullif(server_msgs, 0) AS server_interval_s,
         (client_bytes + server_bytes) / span_s AS bytes_per_s,
-        client_bytes / client_msgs AS client_msg_bytes,
-        server_bytes / server_msgs AS server_msg_bytes,
+        client_bytes / nullif(client_msgs, 0) AS client_msg_bytes,
+        server_bytes / nullif(server_msgs, 0) AS server_msg_bytes,
         -- the message view counts when it covers most of the session's client messages
         coalesce(client_sized_msgs, 0) >= 0.5 * client_msgs AS has_messages
     FROM sessions
-    WHERE client_msgs >= {p['min_msgs']} AND server_msgs >= {p['min_msgs']}
+    WHERE server_msgs >= {p['min_msgs']} AND client_msgs >= 1 AND held = 1 AND span_s >= {p['min_span_s']}
 ),
-hits AS (
+paced_feed AS (  -- the rules on the server side, the connection and the rate: shared by both kinds
     SELECT * FROM shaped
-    WHERE span_s >= {p['min_span_s']}
-      AND held = 1
-      AND client_interval_s BETWEEN {p['min_interval_s']} AND {p['max_interval_s']}
-      AND server_interval_s BETWEEN {p['min_interval_s']} AND {p['max_server_interval_s']}
+    WHERE server_interval_s BETWEEN {p['min_interval_s']} AND {p['max_server_interval_s']}
       AND bytes_per_s <= {p['max_bytes_per_s']}
-      AND client_msg_bytes BETWEEN {p['min_client_msg_bytes']} AND {p['max_client_msg_bytes']}
       AND server_msg_bytes BETWEEN {p['min_server_msg_bytes']} AND {p['max_server_msg_bytes']}
       AND (n_connections - 1) * 600 <= {p['max_reconnects_per_10min']} * span_s
+      AND (NOT has_messages OR coalesce(server_msg_iat_cv, 0) <= {p['max_msg_iat_cv']})
+),
+hits AS (  -- shares up and jobs down: the whole shape
+    SELECT * FROM paced_feed
+    WHERE client_msgs >= {p['min_msgs']}
+      AND client_interval_s BETWEEN {p['min_interval_s']} AND {p['max_interval_s']}
+      AND client_msg_bytes BETWEEN {p['min_client_msg_bytes']} AND {p['max_client_msg_bytes']}
       AND (has_messages OR client_pkt_iat_cv IS NULL OR client_pkt_iat_cv <= {p['max_iat_cv']})
       AND (NOT has_messages OR (
               coalesce(client_size_cv, 0) <= {p['max_client_size_cv']}
-          AND coalesce(client_msg_iat_cv, 0) <= {p['max_msg_iat_cv']}
-          AND coalesce(server_msg_iat_cv, 0) <= {p['max_msg_iat_cv']}))
+          AND coalesce(client_msg_iat_cv, 0) <= {p['max_msg_iat_cv']}))
+),
+backups AS (  -- a backup pool: logged in, then only listening to jobs, while the same
+              -- client mines on another endpoint at the same time
+    SELECT b.client_ip, b.server_ip, b.server_port, b.session_no,
+           min(h.server_ip || ':' || CAST(h.server_port AS VARCHAR)) AS beside
+    FROM paced_feed b JOIN hits h
+      ON b.client_ip = h.client_ip AND b.ts_start < h.ts_end AND h.ts_start < b.ts_end
+     AND NOT (b.server_ip = h.server_ip AND b.server_port = h.server_port)
+    WHERE b.client_msgs < {p['min_msgs']}
+    GROUP BY b.client_ip, b.server_ip, b.server_port, b.session_no
+),
+found AS (
+    SELECT *, CAST(NULL AS VARCHAR) AS beside FROM hits
+    UNION ALL
+    SELECT f.*, b.beside FROM paced_feed f JOIN backups b
+      ON f.client_ip = b.client_ip AND f.server_ip = b.server_ip AND f.server_port = b.server_port
+     AND f.session_no = b.session_no
 )
 SELECT
     source_file,
@@ -262,7 +291,10 @@ SELECT
         || CASE WHEN span_s >= 3600
                 THEN CAST(span_s // 3600 AS VARCHAR) || ' h ' || CAST((span_s % 3600) // 60 AS VARCHAR) || ' min'
                 ELSE CAST(span_s // 60 AS VARCHAR) || ' min ' || CAST(span_s % 60 AS VARCHAR) || ' s' END
-        || ': small client messages (' || CAST(CAST(round(client_msg_bytes) AS BIGINT) AS VARCHAR)
+        || CASE WHEN beside IS NOT NULL
+                THEN ': logged in (' || CAST(CAST(round(client_msgs) AS BIGINT) AS VARCHAR)
+                     || ' client messages), then only received jobs'
+                ELSE ': small client messages (' || CAST(CAST(round(client_msg_bytes) AS BIGINT) AS VARCHAR)
         || CASE WHEN has_messages
                 THEN ' B, size spread ' || CAST(CAST(round(100 * client_size_cv) AS BIGINT) AS VARCHAR) || '%'
                 ELSE ' B' END
@@ -271,16 +303,20 @@ SELECT
                 THEN ' (jitter ' || CAST(CAST(round(100 * client_msg_iat_cv) AS BIGINT) AS VARCHAR) || '%)'
                 WHEN NOT has_messages AND client_pkt_iat_cv IS NOT NULL
                 THEN ' (jitter ' || CAST(CAST(round(100 * client_pkt_iat_cv) AS BIGINT) AS VARCHAR) || '%)'
-                ELSE '' END
-        || ', server pushes every ' || CAST(CAST(round(server_interval_s) AS BIGINT) AS VARCHAR) || ' s'
+                ELSE '' END END
+        || CASE WHEN beside IS NOT NULL THEN ' every ' ELSE ', server pushes every ' END || CAST(CAST(round(server_interval_s) AS BIGINT) AS VARCHAR) || ' s'
         || CASE WHEN has_messages AND server_msg_iat_cv IS NOT NULL
                 THEN ' (jitter ' || CAST(CAST(round(100 * server_msg_iat_cv) AS BIGINT) AS VARCHAR) || '%)'
                 ELSE '' END
         || ', ' || CAST(CAST(round(bytes_per_s) AS BIGINT) AS VARCHAR) || ' B/s'
         || CASE WHEN n_connections > 1 THEN ', ' || CAST(n_connections - 1 AS VARCHAR) || ' reconnects' ELSE '' END
-        || ': shape of pool mining' AS summary,
+        || CASE WHEN beside IS NOT NULL
+                THEN ', while the same host mined on ' || beside || ': a backup pool connection'
+                ELSE ': shape of pool mining' END AS summary,
     to_json(struct_pack(
         basis := CASE WHEN has_messages THEN 'flow shape, messages' ELSE 'flow shape' END,
+        kind := CASE WHEN beside IS NOT NULL THEN 'backup pool' ELSE 'mining session' END,
+        beside := beside,
         span_s := span_s,
         flows := n_flows,
         connections := n_connections,
@@ -295,7 +331,7 @@ SELECT
         client_iat_cv := round(CASE WHEN has_messages THEN client_msg_iat_cv ELSE client_pkt_iat_cv END, 2),
         server_iat_cv := CASE WHEN has_messages THEN round(server_msg_iat_cv, 2) END
     )) AS details
-FROM hits
+FROM found
 ORDER BY ts_start, src_ip, dst_ip, dst_port
 """
 

@@ -26,8 +26,7 @@ import duckdb
 
 MEMORY_LIMIT = "1536MB"  # the engine's default (src/minewatch/engine/duckdb.py)
 
-GENERATE_SQL = """
-COPY (
+FLOWS_SQL = """
 WITH base AS (
     SELECT i, random() AS r_kind, random() AS r_client, random() AS r_server, random() AS r_time,
            random() AS r_dur, random() AS r_size, random() AS r_port
@@ -94,8 +93,27 @@ SELECT
     CASE WHEN pkts > 3 THEN 2000 * dur_s / pkts END AS dst_msg_iat_mean_ms,
     CASE WHEN pkts > 3 THEN 1500 * dur_s / pkts END AS dst_msg_iat_std_ms
 FROM shaped
-) TO '{path}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)
 """
+# what NetFlow/IPFIX (nfdump) gives: packets and IP bytes per direction, no payload counts,
+# no timing, no messages; the columns stay, NULL, as the readers write them
+NETFLOW_NULLS = {
+    "BIGINT": ("src_payload_packets", "dst_payload_packets", "src_payload_bytes", "dst_payload_bytes",
+               "src_msgs", "dst_msgs"),
+    "DOUBLE": ("src_iat_mean_ms", "src_iat_std_ms", "src_msg_size_mean", "src_msg_size_std",
+               "src_msg_iat_mean_ms", "src_msg_iat_std_ms", "dst_msg_size_mean", "dst_msg_size_std",
+               "dst_msg_iat_mean_ms", "dst_msg_iat_std_ms"),
+}
+SHAPES = ("pcap", "netflow")
+
+
+def generate_sql(rows: int, path: Path, shape: str) -> str:
+    select = FLOWS_SQL.format(rows=int(rows))
+    if shape == "netflow":
+        nulls = ", ".join(f"CAST(NULL AS {t}) AS {c}" for t, cols in NETFLOW_NULLS.items() for c in cols)
+        select = f"SELECT * REPLACE ({nulls}) FROM ({select})"
+    target = str(path).replace("'", "''")
+    return f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE 122880)"
+
 
 SCAN_PREDICATE = " AND ".join(
     [f"length({c}) <> 3" for c in ("source_file", "src_ip", "dst_ip")]
@@ -108,14 +126,14 @@ SCAN_PREDICATE = " AND ".join(
         "dst_msg_iat_mean_ms", "dst_msg_iat_std_ms")])
 
 
-def generate(path: Path, rows: int) -> None:
+def generate(path: Path, rows: int, shape: str = "pcap") -> None:
     if path.exists():
         return
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute("SELECT setseed(0.42)")
-    con.execute(GENERATE_SQL.format(rows=int(rows), path=str(path).replace("'", "''")))
+    con.execute(generate_sql(rows, path, shape))
 
 
 def _connect(path: Path, threads: int | None):
@@ -207,6 +225,9 @@ def engine_child(path: Path, threads: int | None) -> dict:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=10_000_000)
+    ap.add_argument("--shape", choices=SHAPES, default="pcap",
+                    help="pcap: every column filled (payload counts, timing, messages), as the packet "
+                         "reader writes them; netflow: packets and bytes only, as nfdump/IPFIX give them")
     ap.add_argument("--parquet", type=Path)
     ap.add_argument("--threads", type=int)
     ap.add_argument("--engine", action="store_true", help="also run every SQL detector through DuckDBEngine")
@@ -215,14 +236,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--child")
     ap.add_argument("--module", type=Path)
     args = ap.parse_args(argv)
-    path = args.parquet or Path(f"/tmp/minewatch_synthetic_flows_{args.rows}.parquet")
+    suffix = "" if args.shape == "pcap" else f"_{args.shape}"
+    path = args.parquet or Path(f"/tmp/minewatch_synthetic_flows_{args.rows}{suffix}.parquet")
     if args.child:
         result = child(args.child, path, args.threads, args.module)
         result["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
         print(json.dumps(result))
         return 0
     started = time.perf_counter()
-    generate(path, args.rows)
+    generate(path, args.rows, args.shape)
     print(f"flows: {path} ({path.stat().st_size / 2**20:.0f} MiB, generated in {time.perf_counter() - started:.0f} s)")
     runs = ["scan", "behaviour"] + (["engine"] if args.engine else [])
     for what in runs:

@@ -182,14 +182,17 @@ def test_empty_and_odd_flows_give_no_error():
 def test_replayed_tls_stratum_sessions_found():
     """Real stratum message sizes and timing replayed through TLS on loopback (see the
     README beside the capture): only record sizes and times are visible. Port 13301 is
-    the Ethereum session over TLS 1.3, 13308 the xmrig session over TLS 1.2, 13303 the
-    failover connection over TLS 1.3 (not mining actively: not flagged, as for real)."""
+    the Ethereum session over TLS 1.3, 13308 the xmrig session over TLS 1.2, 13305 the
+    Zcash session over TLS 1.3 and 13303 the same host's failover connection."""
     flows = capture_flows(REPLAY_CAPTURE)
     replayed = {r["dst_port"] for r in flows.to_pylist() if r["dst_ip"] == "127.0.0.1"}
-    assert replayed == {13301, 13303, 13308}
+    assert replayed == {13301, 13303, 13305, 13308}
     rows = detect(flows)
-    assert {(r["dst_ip"], r["dst_port"]) for r in rows} == {("127.0.0.1", 13301), ("127.0.0.1", 13308)}
+    assert {(r["dst_ip"], r["dst_port"]) for r in rows} == {("127.0.0.1", p) for p in replayed}
     assert all(r["confidence"] >= 0.55 for r in rows)  # inter-arrival statistics were available
+    kinds = {r["dst_port"]: json.loads(r["details"]) for r in rows}
+    assert kinds[13303]["kind"] == "backup pool" and kinds[13303]["beside"] == "127.0.0.1:13305"
+    assert {kinds[p]["kind"] for p in (13301, 13305, 13308)} == {"mining session"}
 
 
 # --- negatives from the shared corpus --------------------------------------------------

@@ -5,7 +5,7 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench clean
 
-$(STAMP): pyproject.toml setup.py src/minewatch/sources/_fastpcap.c scripts/bootstrap.sh
+$(STAMP): pyproject.toml setup.py src/minewatch/sources/_fastpcap.c src/minewatch/sources/_fastcsv.c scripts/bootstrap.sh
 	bash scripts/bootstrap.sh
 	touch $@
 

@@ -1,4 +1,5 @@
-# The compiled packet reader is the only C in the project; everything else is in pyproject.toml.
+# The compiled packet reader and CSV field splitter are the only C in the project;
+# everything else is in pyproject.toml.
 from setuptools import Extension, setup
 
 setup(
@@ -7,6 +8,11 @@ setup(
             "minewatch.sources._fastpcap",
             sources=["src/minewatch/sources/_fastpcap.c"],
             extra_compile_args=["-O2", "-std=c11", "-Wall"],
-        )
+        ),
+        Extension(
+            "minewatch.sources._fastcsv",
+            sources=["src/minewatch/sources/_fastcsv.c"],
+            extra_compile_args=["-O2", "-std=c11", "-Wall"],
+        ),
     ]
 )

@@ -1,17 +1,23 @@
 """Speed of the record readers (issue 3): nfdump CSV and Zeek conn.log TSV.
 
     PYTHONPATH=src .venv/bin/python bench/ingest_bench.py [--nfdump-rows 5000000] [--zeek-rows 2000000]
+        [--only nfdump] [--ingest] [--duckdb] [--repeat 3]
 
 Generates (once, cached by row count) in bench/out/ a synthetic nfdump 1.7 CSV export
 (48 columns, `Summary` trailer) and a Zeek conn.log TSV with realistic values, using
-DuckDB. Each reader runs in its own process so its peak RSS (wait4) is its own; a bare
-pyarrow.csv read of the same file (threaded, all columns as strings) is the in-run
-reference, and the table prints reader speed / bare pyarrow speed. `--duckdb` adds
-DuckDB's parallel CSV reader (only the columns the FLOWS mapping needs, rejects stored,
-no conversion) on the nfdump file: it parses no faster than pyarrow here, which is why
-the reader stays on pyarrow. The machine is
-shared: wall-clock rates move with the load, so CPU seconds (and records per CPU-second)
-are printed too; compare before/after with `--src OTHER_CHECKOUT/src` in the same minute.
+DuckDB. Each measurement runs in its own process so its peak RSS (wait4) is its own; a
+bare pyarrow.csv read of the same file (threaded, all columns as strings, no checks) is
+the in-run reference, and the table prints speed / reference speed ("vs ref").
+
+- `--duckdb` adds DuckDB's parallel CSV reader on the nfdump file: the 13 columns the
+  FLOWS mapping needs, types sniffed, into an in-memory table, no checks.
+- `--ingest` adds `minewatch ingest` of the nfdump file into a fresh workspace (every
+  check, rejects file, zstd Parquet day partitions written), against DuckDB copying the
+  same 13 columns from the CSV to one zstd Parquet file (no checks) as its reference.
+- `--repeat N` runs the whole set N times: the machine is shared, so wall-clock rates
+  move with the load; ratios within a repeat are the numbers to compare, and CPU
+  seconds (records per CPU-second) are printed too. Compare before/after with
+  `--src OTHER_CHECKOUT/src` in the same minute.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -145,21 +152,40 @@ def run_one(kind: str, path: str) -> dict:
         for _, batch in reader(path, stats=stats):
             records += batch.num_rows
         rejected = stats.rejected_total
-    elif kind == "duckdb-csv":  # DuckDB's parallel CSV reader, parse only, the FLOWS columns only
+    elif kind in ("duckdb-table", "duckdb-parquet"):  # DuckDB, the FLOWS columns, no checks
         import duckdb
 
         from minewatch.sources.nfdump import csv_mapping
 
         with open(path, "rb") as f:
             names = f.readline().decode().strip().split(",")
-        wanted = [n for n in names if n in set(csv_mapping(names).values())]
-        con = duckdb.connect(config={"threads": os.cpu_count() or 2, "memory_limit": "1GB"})
-        columns = "{" + ",".join(f"'{n}': 'VARCHAR'" for n in names) + "}"
-        query = (f"SELECT {', '.join(wanted)} FROM read_csv('{path}', columns={columns}, header=true, "
-                 "delim=',', quote='', escape='', auto_detect=false, store_rejects=true)")
-        for batch in con.sql(query).to_arrow_reader(65536):
-            records += batch.num_rows
-        rejected = con.sql("SELECT count(DISTINCT line) FROM reject_errors").fetchall()[0][0]
+        wanted = ", ".join(n for n in names if n in set(csv_mapping(names).values()))
+        con = duckdb.connect(config={"threads": os.cpu_count() or 2, "memory_limit": "2GB"})
+        source = f"read_csv('{path}', header=true, delim=',', quote='', escape='', ignore_errors=true)"
+        if kind == "duckdb-table":
+            con.execute(f"CREATE TABLE flows AS SELECT {wanted} FROM {source}")
+            records = con.sql("SELECT count(*) FROM flows").fetchall()[0][0]
+        else:
+            target = OUT / f"duckdb-{os.getpid()}.parquet"
+            try:
+                con.execute(f"COPY (SELECT {wanted} FROM {source}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+                records = con.sql(f"SELECT count(*) FROM '{target}'").fetchall()[0][0]
+            finally:
+                target.unlink(missing_ok=True)
+        rejected = 0
+    elif kind == "ingest":  # the CLI, into a fresh workspace
+        workspace = OUT / f"ws-{os.getpid()}"
+        try:
+            subprocess.run([sys.executable, "-m", "minewatch", "ingest", "-w", str(workspace), "-q", path], check=True)
+            seconds = time.perf_counter() - started
+            import pyarrow.parquet as pq
+
+            records = sum(pq.ParquetFile(part).metadata.num_rows for part in workspace.glob("tables/flows/*/*/*.parquet"))
+            rejects = list(workspace.glob("rejects/*.jsonl"))
+            rejected = sum(len(part.read_text().splitlines()) for part in rejects)
+        finally:
+            shutil.rmtree(workspace, ignore_errors=True)
+        return {"records": records, "rejected": rejected, "seconds": seconds}
     else:  # bare pyarrow.csv, threaded, every column as text
         import pyarrow as pa
         import pyarrow.csv as pcsv
@@ -205,7 +231,10 @@ def main() -> None:
     parser.add_argument("--zeek-rows", type=int, default=2_000_000)
     parser.add_argument("--only", choices=("nfdump", "zeek"), help="measure one format only")
     parser.add_argument("--duckdb", action="store_true",
-                        help="also time DuckDB's CSV reader (parse only, the FLOWS columns) on the nfdump file")
+                        help="also time DuckDB reading the FLOWS columns of the nfdump file into a table")
+    parser.add_argument("--ingest", action="store_true",
+                        help="also time `minewatch ingest` of the nfdump file (vs DuckDB CSV -> Parquet)")
+    parser.add_argument("--repeat", type=int, default=1, help="run the whole set this many times")
     parser.add_argument("--src", type=Path, default=REPO / "src",
                         help="the source tree whose readers are measured (another checkout, for before/after)")
     parser.add_argument("--run", nargs=2, metavar=("KIND", "PATH"), help=argparse.SUPPRESS)
@@ -227,25 +256,28 @@ def main() -> None:
             _generate("nfdump", path, args.nfdump_rows)
         jobs.append(("nfdump", "pyarrow-csv", path))
         if args.duckdb:
-            jobs.append(("duckdb-csv", "pyarrow-csv", path))
+            jobs.append(("duckdb-table", "pyarrow-csv", path))
+        if args.ingest:
+            jobs.append(("ingest", "duckdb-parquet", path))
     if args.only in (None, "zeek"):
         path = OUT / f"zeek_conn_{args.zeek_rows}.log"
         if not path.exists():
             print(f"generating {path} ...", flush=True)
             _generate("zeek", path, args.zeek_rows)
         jobs.append(("zeek", "pyarrow-tsv", path))
-    print(f"{'reader':<14}{'file':<28}{'MiB':>7}{'records':>11}{'rejected':>9}{'seconds':>9}"
-          f"{'records/s':>12}{'CPU s':>8}{'rec/CPU-s':>11}{'peak RSS MiB':>14}{'vs bare':>9}")
-    for reader, bare, path in jobs:
-        size = path.stat().st_size / (1 << 20)
-        reference = measure(bare, path, args.src)
-        result = measure(reader, path, args.src)
-        for name, r in ((bare, reference), (reader, result)):
-            rate = r["records"] / r["seconds"]
-            ratio = rate / (reference["records"] / reference["seconds"])
-            print(f"{name:<14}{path.name:<28}{size:>7.0f}{r['records']:>11}{r['rejected']:>9}{r['seconds']:>9.2f}"
-                  f"{rate:>12,.0f}{r['cpu_seconds']:>8.1f}{r['records'] / r['cpu_seconds']:>11,.0f}"
-                  f"{r['peak_rss_mib']:>14.0f}{ratio:>9.2f}", flush=True)
+    print(f"{'run':<4}{'reader':<15}{'file':<28}{'MiB':>7}{'records':>11}{'rejected':>9}{'seconds':>9}"
+          f"{'records/s':>12}{'CPU s':>8}{'rec/CPU-s':>11}{'peak RSS MiB':>14}{'vs ref':>8}")
+    for run in range(1, args.repeat + 1):
+        for reader, bare, path in jobs:
+            size = path.stat().st_size / (1 << 20)
+            reference = measure(bare, path, args.src)
+            result = measure(reader, path, args.src)
+            for name, r in ((bare, reference), (reader, result)):
+                rate = r["records"] / r["seconds"]
+                ratio = rate / (reference["records"] / reference["seconds"])
+                print(f"{run:<4}{name:<15}{path.name:<28}{size:>7.0f}{r['records']:>11}{r['rejected']:>9}"
+                      f"{r['seconds']:>9.2f}{rate:>12,.0f}{r['cpu_seconds']:>8.1f}"
+                      f"{r['records'] / r['cpu_seconds']:>11,.0f}{r['peak_rss_mib']:>14.0f}{ratio:>8.2f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """nfdump: nfcapd binaries through the nfdump program, CSV exports of 1.6 and 1.7, and a
 real exporter (softflowd -> nfcapd on 127.0.0.1) when those programs are installed."""
 
+import gzip
+import io
 import shutil
 import signal
 import socket
@@ -13,6 +15,7 @@ import pytest
 
 from minewatch.errors import InputError
 from minewatch.schema.flows import FLOWS
+from minewatch.sources import _records, tabular
 from minewatch.sources._records import SourceStats, collect_tables
 from minewatch.sources.nfdump import read_nfdump
 
@@ -20,6 +23,7 @@ from conftest import DATA
 
 HERE = DATA / "sources"
 needs_nfdump = pytest.mark.skipif(shutil.which("nfdump") is None, reason="nfdump is not installed")
+needs_splitter = pytest.mark.skipif(tabular._fastcsv is None, reason="the compiled CSV splitter is not built")
 
 
 def read(path, **options):
@@ -148,3 +152,206 @@ def test_softflowd_export_collected_by_nfcapd(corpus, tmp_path, version):
     assert {"TCP", "UDP"} <= l4
     tcp = flows.filter(pc.equal(flows["l4"], "TCP"))
     assert tcp.column("src_port").null_count == 0 and tcp.column("src_tcp_flags").null_count == 0
+
+
+# ---------------------------------------------------------------- the compiled splitter (issue 3)
+
+
+def both_ways(path, monkeypatch, **options):
+    """The file read with the compiled splitter, then with pyarrow.csv alone (the
+    reference), in pieces small enough that there are many; returns both results."""
+    monkeypatch.setattr(_records, "CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(_records, "WORKERS", 2)
+
+    def outcome():
+        stats = SourceStats(str(path))
+        try:
+            flows = collect_tables(read_nfdump(path, stats=stats, **options)).get("flows")
+        except InputError as e:
+            return None, stats, str(e)
+        return flows, stats, None
+
+    fast = outcome()
+    with monkeypatch.context() as m:
+        m.setattr(tabular, "_fastcsv", None)
+        reference = outcome()
+    return fast, reference
+
+
+def assert_same_both_ways(path, monkeypatch, **options):
+    (flows, stats, error), (flows_ref, stats_ref, error_ref) = both_ways(path, monkeypatch, **options)
+    assert error == error_ref
+    assert (flows is None) == (flows_ref is None)
+    if flows is not None:
+        assert flows.schema == flows_ref.schema and flows.equals(flows_ref)
+    rejects = [sorted((r.line, r.reason, r.raw) for r in s.rejects) for s in (stats, stats_ref)]
+    assert rejects[0] == rejects[1]
+    assert stats.rejected == stats_ref.rejected and stats.accepted == stats_ref.accepted
+    assert stats.ignored == stats_ref.ignored and stats.notes == stats_ref.notes
+    return flows, stats
+
+
+def nfdump17_rows():
+    lines = (HERE / "nfdump17.csv").read_text().splitlines()
+    return lines[0], [l for l in lines[1:] if l.count(",") > 40]
+
+
+def with_field(header: str, row: str, name: str, value: str) -> str:
+    fields = row.split(",")
+    fields[header.split(",").index(name)] = value
+    return ",".join(fields)
+
+
+def same_length_breakages(header: str, row: str) -> list[tuple[str, str]]:
+    """(reason, row) for ways to break a row without changing its length (so the ends
+    of the pieces do not move)."""
+    fields = dict(zip(header.split(","), row.split(",")))
+    broken = [
+        ("bad address in sa", with_field(header, row, "sa", "x" * len(fields["sa"]))),
+        ("bad time in ts", with_field(header, row, "ts", fields["ts"].replace("-01-", "-13-", 1))),
+        ("bad protocol in pr", with_field(header, row, "pr", "X" * len(fields["pr"]))),
+        ("bad number in ipkt", with_field(header, row, "ipkt", "x" * len(fields["ipkt"]))),
+        ("wrong number of fields (47, expected 48)", row.replace(",", ";", 1)),
+    ]
+    assert all(len(b) == len(row) and b != row for _, b in broken)
+    return broken
+
+
+def test_splitter_bad_rows_at_piece_ends_and_inside(tmp_path, monkeypatch):
+    """Bad rows of every kind as the first and last line of pieces and inside them: the
+    splitter rejects what pyarrow.csv rejects, with the same line and reason."""
+    header, rows = nfdump17_rows()
+    body = [rows[i % len(rows)] for i in range(3000)]
+    text = (header + "\n" + "\n".join(body) + "\n").encode()
+    # the pieces the reader will cut (16 KiB x PIECE_SCALE): break the rows at their ends
+    pieces = list(_records.line_pieces(io.BytesIO(text[len(header) + 1:]), (16 << 10) * tabular.PIECE_SCALE))
+    assert len(pieces) > 5
+    ends, first = [], 0
+    for piece in pieces:
+        count = bytes(piece).count(b"\n")
+        ends += [first, first + count - 1]
+        first += count
+    expected = {}
+    for n, index in enumerate(sorted(set(ends + [17, 1234, 2999]))):
+        breakages = same_length_breakages(header, body[index])
+        reason, body[index] = breakages[n % len(breakages)]
+        expected[index + 2] = reason
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([header, *body, "Summary", "flows,bytes", "1,2"]) + "\n")
+    assert path.stat().st_size == len(text) + len("Summary\nflows,bytes\n1,2\n")
+    flows, stats = assert_same_both_ways(path, monkeypatch)
+    assert {r.line: r.reason for r in stats.rejects} == expected
+    assert flows.num_rows == len(body) - len(expected)
+    assert set(flows.column("flow_ref").to_pylist()).isdisjoint(expected)
+
+
+def test_splitter_odd_lines(tmp_path, monkeypatch):
+    """Blank and blank-looking lines, CRLF ends, a row of empty fields, a number too big
+    for 64 bits, text outside ASCII in a column not read, ICMP type.code in the port
+    column and a last line cut short: the same outcome both ways."""
+    header, rows = nfdump17_rows()
+    odd = [
+        "", "   ", rows[0] + "\r", "," * 47,
+        with_field(header, rows[1], "ipkt", "99999999999999999999"),
+        with_field(header, rows[2], "eng", "caf\u00e9"),
+        with_field(header, with_field(header, rows[0], "pr", "ICMP"), "dp", "3.3"),
+        with_field(header, rows[0], "sp", "-1"),
+        with_field(header, rows[0], "sp", "70000"),
+        with_field(header, rows[0], "ts", "2018-01-12 15:37:30.25"),
+    ]
+    body = [rows[i % len(rows)] for i in range(2000)]
+    for i, line in enumerate(odd):
+        body[100 + 97 * i] = line
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([header, *body, rows[0][:60]]))  # cut mid-row, no newline
+    flows, stats = assert_same_both_ways(path, monkeypatch)
+    reasons = {r.line: r.reason for r in stats.rejects}
+    assert reasons[len(body) + 2].startswith("wrong number of fields (5, ")  # the cut last line
+    assert reasons[100 + 97 * 4 + 2] == "bad number in ipkt"
+    assert reasons[100 + 97 * 8 + 2] == "bad number in sp"  # 70000 (-1 passes, as it always did)
+    assert stats.ignored["empty rows"] == 2  # the empty line and the row of empty fields
+    icmp = flows.filter(pc.equal(flows["flow_ref"], 100 + 97 * 6 + 2)).to_pylist()[0]
+    assert icmp["l4"] == "ICMP" and icmp["dst_port"] is None
+    crlf = flows.filter(pc.equal(flows["flow_ref"], 100 + 97 * 2 + 2)).to_pylist()[0]
+    assert crlf["dst_ip"] == "147.32.82.62"
+
+
+def test_splitter_file_whose_every_row_is_bad(tmp_path, monkeypatch):
+    header, rows = nfdump17_rows()
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([header] + ["x," + rows[i % len(rows)] for i in range(3000)]) + "\n")
+    (_, stats, error), _ = both_ways(path, monkeypatch)
+    assert "no record could be read (3000 rejected, mostly: wrong number of fields (49, expected 48))" in error
+    assert error.startswith(f"{path}:line 2:") and stats.rejected_total == 3000
+    path.write_text("\n".join([header] + [rows[i % len(rows)].replace(",TCP,", ",QQQ,") for i in range(3000)]) + "\n")
+    assert_same_both_ways(path, monkeypatch)
+
+
+def test_splitter_pieces_with_quotes_or_a_lone_carriage_return(tmp_path, monkeypatch):
+    """Such pieces go to pyarrow.csv; the others of the same file to the splitter."""
+    header, rows = nfdump17_rows()
+    body = [rows[i % len(rows)] for i in range(3000)]
+    body[500] = body[500].replace(",0/58,", ',"0/58",', 1)
+    body[2500] = body[2500].replace(",0/58,", ",0/\r58,", 1)
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([header, *body]) + "\n", newline="")
+    flows, _ = assert_same_both_ways(path, monkeypatch)
+    assert flows.num_rows >= 2999 and 502 in flows.column("flow_ref").to_pylist()
+
+
+@needs_splitter
+def test_splitter_rejects_a_field_that_is_not_utf8_and_reads_on(tmp_path, monkeypatch):
+    header, rows = nfdump17_rows()
+    body = [rows[i % len(rows)].encode() for i in range(3000)]
+    body[700] = body[700].replace(b",TCP,", b",T\xffP,", 1)
+    body[900] = body[900].replace(b",0/58,", b",0/\xff8,", 1)  # in a column not read: no matter
+    path = tmp_path / "flows.csv"
+    path.write_bytes(b"\n".join([header.encode(), *body]) + b"\n")
+    (flows, stats, _), _ = both_ways(path, monkeypatch)
+    assert [(r.line, r.reason) for r in stats.rejects] == [(702, "not UTF-8 text in pr")]
+    assert "T\ufffdP" in stats.rejects[0].raw
+    assert flows.num_rows == 2999 and 902 in flows.column("flow_ref").to_pylist()
+
+
+def test_splitter_local_times_a_zone_skips(tmp_path, monkeypatch):
+    """02:30 on the day Berlin moves its clocks on does not exist there: the plain-time
+    shortcut steps aside and the text path decides, as it does without the splitter."""
+    header, rows = nfdump17_rows()
+    body = [rows[i % len(rows)] for i in range(200)]
+    body[50] = body[50].replace("2018-01-12 15:37:30", "2018-03-25 02:30:00")
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([header, *body]) + "\n")
+    assert_same_both_ways(path, monkeypatch, naive_tz="Europe/Berlin")
+    flows, _ = assert_same_both_ways(path, monkeypatch, naive_tz="Asia/Shanghai")
+    assert flows.column("ts_start")[0].as_py() == datetime(2018, 1, 12, 7, 37, 30, tzinfo=timezone.utc)
+
+
+def test_splitter_fixtures_and_gzip(tmp_path, monkeypatch):
+    for name in ("nfdump16.csv", "nfdump17.csv"):
+        assert_same_both_ways(HERE / name, monkeypatch)
+    header, rows = nfdump17_rows()
+    path = tmp_path / "flows.csv.gz"
+    path.write_bytes(gzip.compress(("\n".join([header] + rows * 700) + "\nSummary\n1,2\n").encode()))
+    flows, _ = assert_same_both_ways(path, monkeypatch)
+    assert flows.num_rows == len(rows) * 700
+
+
+@needs_nfdump
+def test_splitter_on_nfdump_program_output(corpus, monkeypatch):
+    """The binary path feeds nfdump's padded `fmt:` text through the same loop."""
+    flows, stats = assert_same_both_ways(corpus / "slips/test1-malicious.nfdump", monkeypatch)
+    assert flows.num_rows == 4593 and stats.rejected_total == 0
+
+
+@needs_splitter
+def test_clean_pieces_take_the_splitter(tmp_path, monkeypatch):
+    header, rows = nfdump17_rows()
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([header] + rows * 300) + "\n")
+
+    def refuse(*args):
+        raise AssertionError("a clean piece went to pyarrow.csv")
+
+    monkeypatch.setattr(tabular, "_parse_with_pyarrow", refuse)
+    flows, stats = read(path)
+    assert flows.num_rows == len(rows) * 300 and stats.rejected_total == 0

@@ -8,6 +8,7 @@ import pytest
 
 from minewatch.errors import InputError, UsageError
 from minewatch.schema.flows import FLOWS
+from minewatch.sources import _records, tabular
 from minewatch.sources._records import SourceStats, collect_tables
 from minewatch.sources.tabular import parse_mapping, read_tabular
 
@@ -107,3 +108,64 @@ def test_slips_argus_binetflow(corpus):
     assert flows.num_rows > 3000
     assert stats.rejected_total < flows.num_rows / 100
     assert set(flows.column("l4").unique().to_pylist()) >= {"TCP", "UDP"}
+
+
+# ---------------------------------------------------------------- the compiled splitter, generic tables
+
+
+def both_ways(path, mapping, monkeypatch, **options):
+    """Read with the compiled splitter and with pyarrow.csv alone: the same rows and rejects."""
+    monkeypatch.setattr(_records, "CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(_records, "WORKERS", 2)
+    flows, stats = read(path, mapping, **options)
+    with monkeypatch.context() as m:
+        m.setattr(tabular, "_fastcsv", None)
+        flows_ref, stats_ref = read(path, mapping, **options)
+    assert flows.equals(flows_ref)
+    assert sorted((r.line, r.reason, r.raw) for r in stats.rejects) == sorted((r.line, r.reason, r.raw) for r in stats_ref.rejects)
+    assert (stats.accepted, stats.rejected, stats.ignored, stats.notes) == (
+        stats_ref.accepted, stats_ref.rejected, stats_ref.ignored, stats_ref.notes)
+    return flows, stats
+
+
+def argus_rows(n):
+    rows = []
+    for i in range(n):
+        proto = ("tcp", "udp", "icmp", "TCP")[i % 4]
+        rows.append(f"2024-03-01T10:{i // 60 % 60:02d}:{i % 60:02d}+08:00,{i % 7}.5,{proto},10.0.{i % 250}.5,"
+                    f"{40000 + i % 1000},192.0.2.{i % 200},{3333 if i % 3 else 443},{i % 50},{i * 7}")
+    return rows
+
+
+def test_generic_tsv_and_csv_with_bad_rows_both_ways(tmp_path, monkeypatch):
+    header = "StartTime,Dur,Proto,SrcAddr,Sport,DstAddr,Dport,TotPkts,TotBytes"
+    rows = argus_rows(3000)
+    rows[10] = rows[10].replace("10.0.10.5", "ten.0.0.5")
+    rows[500] = rows[500].rsplit(",", 2)[0]
+    rows[901] = rows[901].replace(",3333,", ",99999,")
+    rows[1500] = ""
+    path = write(tmp_path, "\n".join([header, *rows]) + "\n")
+    flows, stats = both_ways(path, ARGUS, monkeypatch)
+    assert {r.line: r.reason for r in stats.rejects} == {
+        12: "bad address in SrcAddr", 502: "wrong number of fields (7, expected 9)", 903: "bad number in Dport"}
+    tsv = write(tmp_path, "\n".join(line.replace(",", "\t") for line in [header, *rows]) + "\n", "flows.tsv")
+    tsv_flows, _ = both_ways(tsv, ARGUS, monkeypatch, delimiter="\t")
+    assert tsv_flows.drop(["source_file"]).equals(flows.drop(["source_file"]))
+
+
+def test_generic_quoted_csv_still_read(tmp_path, monkeypatch):
+    header = '"StartTime","Dur","Proto","SrcAddr","Sport","DstAddr","Dport","TotPkts","TotBytes"'
+    rows = [",".join(f'"{v}"' for v in row.split(",")) for row in argus_rows(500)]
+    path = write(tmp_path, "\n".join([header.replace('"', ""), *rows]) + "\n")
+    flows, stats = both_ways(path, ARGUS, monkeypatch)
+    assert flows.num_rows == 500 and stats.rejected_total == 0
+
+
+def test_one_column_for_two_canonical_ones_and_a_name_twice(tmp_path, monkeypatch):
+    header = "StartTime,Dur,Proto,SrcAddr,Sport,DstAddr,Dport,TotPkts,TotBytes"
+    path = write(tmp_path, "\n".join([header, *argus_rows(800)]) + "\n")
+    mapping = {**ARGUS, "ts_end": "StartTime", "dst_ip": "SrcAddr", "dst_port": "TotPkts", "src_bytes": "Sport"}
+    flows, _ = both_ways(path, mapping, monkeypatch)
+    assert flows.column("ts_end").equals(flows.column("ts_start"))
+    twice = write(tmp_path, "\n".join([header + ",SrcAddr", *(r + ",10.9.9.9" for r in argus_rows(800))]) + "\n", "twice.csv")
+    both_ways(twice, ARGUS, monkeypatch)

@@ -335,13 +335,16 @@ def ordered_map(function, items: Iterable, workers: int = WORKERS, ahead: int | 
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+_CONTROL_BYTES = bytes([*range(9), *range(14, 32)])
+
+
 def looks_binary(head: bytes) -> bool:
     """True for bytes that are not text: NULs or many control bytes."""
     if not head:
         return False
     if b"\x00" in head:
         return True
-    controls = sum(1 for b in head if b < 9 or 13 < b < 32)
+    controls = len(head) - len(head.translate(None, _CONTROL_BYTES))
     return controls > len(head) // 20
 
 
@@ -524,12 +527,15 @@ def _is_text(column: pa.Array) -> bool:
 
 
 def _no_bad(n: int) -> pa.Array:
-    return pa.array(np.zeros(n, bool))
+    """n times False (built from zeroed bits: no per-value conversion)."""
+    return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(bytes((n + 7) // 8))])
 
 
 def to_int_column(column: pa.Array, type_: pa.DataType) -> tuple[pa.Array, pa.Array]:
     """(typed column, bad mask). Empty text becomes null, not bad; padding is trimmed."""
     column = as_strings(column)
+    if column.type == type_:  # every value fits
+        return column, _no_bad(len(column))
     if pa.types.is_integer(column.type):
         ok = pc.fill_null(pc.and_(pc.greater_equal(column, _min_of(type_)), pc.less_equal(column, _max_of(type_))), True)
         return _fill_bad(column, ok).cast(type_), pc.invert(ok)
@@ -544,10 +550,26 @@ def to_int_column(column: pa.Array, type_: pa.DataType) -> tuple[pa.Array, pa.Ar
         pass
     column = _empty_to_null(pc.utf8_trim_whitespace(column))
     ok = pc.fill_null(pc.match_substring_regex(column, _INT_PATTERN), True)
-    numbers = _fill_bad(column, ok).cast(pa.int64())
+    numbers, overflow = _int64_or_overflow(_fill_bad(column, ok))
     in_range = pc.fill_null(pc.and_(pc.greater_equal(numbers, _min_of(type_)), pc.less_equal(numbers, _max_of(type_))), True)
-    ok = pc.and_(ok, in_range)
+    ok = pc.and_(pc.and_(ok, in_range), pc.invert(overflow))
     return _fill_bad(numbers, in_range).cast(type_), pc.invert(ok)
+
+
+def _int64_or_overflow(column: pa.Array) -> tuple[pa.Array, pa.Array]:
+    """int64 from integer text (nulls stay null), and the mask of values beyond int64
+    (nulls in the result): a cast would fail on the whole column for one of them."""
+    too_long = pc.fill_null(pc.greater(pc.utf8_length(pc.utf8_trim_whitespace(column)), 18), False)
+    if not pc.any(too_long).as_py():
+        return column.cast(pa.int64()), too_long
+    values = column.to_pylist()
+    overflow = np.zeros(len(values), bool)
+    for index in np.flatnonzero(too_long.to_numpy(zero_copy_only=False)):
+        number = int(values[index])
+        overflow[index] = not -(1 << 63) <= number < (1 << 63)
+        values[index] = None if overflow[index] else number
+    numbers = pa.array([None if v is None else int(v) for v in values], pa.int64())
+    return numbers, pa.array(overflow)
 
 
 def _min_of(type_: pa.DataType) -> int:
@@ -666,7 +688,12 @@ def _iso_times(column: pa.Array, naive_tz: str, extra_bad: pa.Array | None = Non
 def _cast_iso(part: pa.Array, with_zone: bool, naive_tz: str) -> pa.Array:
     if with_zone:
         return part.cast(TS)
-    naive = part.cast(pa.timestamp("us"))
+    return naive_to_utc(part.cast(pa.timestamp("us")), naive_tz)
+
+
+def naive_to_utc(naive: pa.Array, naive_tz: str) -> pa.Array:
+    """Zone-less timestamps read as local time in `naive_tz` -> TS (UTC). A local time
+    that does not exist or is ambiguous there raises ArrowInvalid."""
     return pc.assume_timezone(naive, naive_tz).cast(TS) if naive_tz != "UTC" else naive.cast(TS)
 
 
@@ -769,8 +796,9 @@ def epoch_text_to_us(column: pa.Array) -> pa.Array | None:
 
 def map_distinct(column: pa.Array, function, type_: pa.DataType) -> tuple[pa.Array, pa.Array]:
     """Apply a Python function to each distinct value only (protocol names, flag
-    strings): fast for columns with few distinct values. ValueError -> bad row."""
-    encoded = pc.dictionary_encode(column)
+    strings): fast for columns with few distinct values. ValueError -> bad row.
+    A column already dictionary-encoded is used as it is."""
+    encoded = column if pa.types.is_dictionary(column.type) else pc.dictionary_encode(column)
     mapped, bad_codes = [], []
     for value in encoded.dictionary.to_pylist():
         try:

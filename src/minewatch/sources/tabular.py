@@ -12,7 +12,11 @@ without one is read in `naive_tz` (default UTC), and the stats say so.
 
 This module also holds `columns_to_flows`, the vectorised conversion the nfdump
 reader shares: source columns in, a FLOWS batch and per-row rejects out, and the CSV
-loop (`_stream_csv`) that parses and converts pieces of the file in worker threads.
+loop (`_stream_csv`) that splits and converts pieces of the file in worker threads.
+Pieces are split by the compiled `_fastcsv` (the wanted columns only, plus the values
+of the plainest spellings: digits, `YYYY-MM-DD HH:MM:SS`, address characters, small
+code sets), or by pyarrow.csv where a piece has quotes or a lone carriage return, or
+when `_fastcsv` is not built; both give the same rows, rejects and line numbers.
 """
 
 from __future__ import annotations
@@ -31,6 +35,11 @@ import pyarrow.parquet as pq
 from minewatch.errors import InputError
 from minewatch.schema.flows import FLOWS, TS
 from minewatch.sources import _records
+
+try:
+    from minewatch.sources import _fastcsv
+except ImportError:  # not built: pyarrow.csv splits every piece
+    _fastcsv = None
 from minewatch.sources._records import (
     BATCH_ROWS,
     PORT_PROTOCOLS,
@@ -43,6 +52,7 @@ from minewatch.sources._records import (
     lines_of_rows,
     looks_binary,
     map_distinct,
+    naive_to_utc,
     open_input,
     ordered_map,
     piece_has,
@@ -62,6 +72,7 @@ INT_COLUMNS = {
     "src_payload_packets": pa.int64(), "dst_payload_packets": pa.int64(),
     "src_payload_bytes": pa.int64(), "dst_payload_bytes": pa.int64(),
 }
+PIECE_SCALE = 4  # CSV pieces are this many _records.CHUNK_BYTES: each piece costs some 100 Arrow calls
 MAPPABLE = set(FLOWS.names) - {"source_file", "flow_ref", "src_payload_head", "dst_payload_head"} | {"duration"}
 
 
@@ -152,9 +163,9 @@ def read_flow_csv(
     trailer_marker: str | None = None,
     note_naive: bool = True,
 ) -> Iterator[Batch]:
-    """CSV with a header line, streamed with pyarrow.csv. Rows with a wrong number of
-    fields are rejected with their line; from a line equal to `trailer_marker` on
-    (nfdump's `Summary`), the rest is a trailer, not records."""
+    """CSV with a header line, streamed in pieces (see `_stream_csv`). Rows with a
+    wrong number of fields are rejected with their line; from a line equal to
+    `trailer_marker` on (nfdump's `Summary`), the rest is a trailer, not records."""
     with open_input(path) as f:
         head = f.read(65536)
     if not head.strip():
@@ -184,64 +195,75 @@ def _stream_csv(stream, path, names, mapping, stats, time_unit, naive_tz, delimi
                 trailer_marker, header_lines: int, note_naive: bool = True) -> Iterator[Batch]:
     """The CSV loop shared by files and the nfdump program's output.
 
-    The text is cut into pieces at line ends; each piece is parsed (pyarrow.csv, one
-    thread per piece, so the parser's row numbers are exact) and converted in a worker
-    thread, and the results come back in file order, where the piece's line numbers are
-    shifted by the lines before it. A line equal to `trailer_marker` (nfdump's `Summary`)
-    ends the records: it and what follows are a trailer."""
+    The text is cut into pieces at line ends; each piece is split into rows in a worker
+    thread (the compiled splitter, or pyarrow.csv for pieces with quotes, lone carriage
+    returns or when it is not built; one thread per piece, so row numbers are exact) and
+    converted there, and the results come back in file order, where the piece's line
+    numbers are shifted by the lines before it. A line equal to `trailer_marker`
+    (nfdump's `Summary`) ends the records: it and what follows are a trailer."""
     used = set(mapping.values())
     wanted = [name for name in dict.fromkeys(names) if name in used]  # in file order
+    indexes = _split_indexes(names, wanted, delimiter)
+    kinds = _split_kinds(mapping, wanted)
     convert_options = pcsv.ConvertOptions(include_columns=wanted,
                                           column_types={c: pa.string() for c in wanted},
                                           strings_can_be_null=False)
 
     def work(data: memoryview) -> _Piece:
         piece = _Piece([], SourceStats(str(path)), 0)
-        skipped: list[int] = []  # piece lines the parser did not turn into rows
+        skipped: list[int] = []  # piece lines that are not rows (wrong field count)
         trailer_line = 0
 
-        def on_invalid(row) -> str:
+        def invalid(number: int, fields: int, text: str) -> None:
             nonlocal trailer_line
-            number = row.number or 0
             skipped.append(number)
-            text = row.text or ""
             if trailer_marker and not trailer_line and text.strip() == trailer_marker:
                 trailer_line = number
             if not trailer_line and text.strip():  # blank lines are not records
-                piece.stats.reject(number, f"wrong number of fields ({row.actual_columns}, expected {row.expected_columns})", text)
-            return "skip"
+                piece.stats.reject(number, f"wrong number of fields ({fields}, expected {len(names)})", text)
 
-        read_options = pcsv.ReadOptions(use_threads=False, column_names=names, block_size=len(data) + 1)
-        # without any quote in the piece, quoting changes nothing and parsing is twice as fast
-        quote_char = '"' if piece_has(data, b'"') else False
-        parse_options = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
-                                          ignore_empty_lines=False, quote_char=quote_char)
-        try:
-            table = pcsv.read_csv(pa.py_buffer(data), read_options=read_options, parse_options=parse_options,
-                                  convert_options=convert_options)
-        except pa.ArrowInvalid as e:
-            piece.error = str(e)
-            return piece
-        piece.lines = table.num_rows + len(skipped)  # every line is a row or was skipped
-        lines = lines_of_rows(0, table.num_rows, 0, skipped)
+        split = None if indexes is None else _fastcsv.split(data, len(names), indexes, kinds, delimiter)
+        plain = None
+        if split is not None:
+            rows, _, columns, bad, high_bytes = split
+            for number, fields, start, end in bad:
+                invalid(number, fields, data[start:end].tobytes().decode("utf-8", "replace"))
+            arrays = [pa.StringArray.from_buffers(rows, pa.py_buffer(offsets), pa.py_buffer(text))
+                      for offsets, text, _ in columns]
+            batch = pa.RecordBatch.from_arrays(arrays, names=wanted)
+            if not high_bytes:  # else the text (checked below) is the only source
+                plain = _plain_batch(rows, wanted, kinds, columns)
+        else:
+            high_bytes = False
+            try:
+                batch = _parse_with_pyarrow(data, names, delimiter, convert_options, invalid)
+            except pa.ArrowInvalid as e:
+                piece.error = str(e)
+                return piece
+        piece.lines = batch.num_rows + len(skipped)  # every line is a row or was skipped
+        lines = lines_of_rows(0, batch.num_rows, 0, skipped)
+        keep = batch.num_rows
         if trailer_line:
             piece.trailer = True
             keep = int(np.searchsorted(lines, trailer_line))
-            table, lines = table.slice(0, keep), lines[:keep]
-        if table.num_rows:
-            batch = table.combine_chunks().to_batches()[0]
-            for start in range(0, batch.num_rows, batch_rows):
-                out = columns_to_flows(batch.slice(start, batch_rows), mapping, lines[start:start + batch_rows],
-                                       str(path), piece.stats, time_unit, naive_tz, note_naive)
-                if out is not None:
-                    piece.outputs.append(out[1])
+        if high_bytes:
+            batch, lines, keep = _reject_non_utf8(batch, lines, keep, piece.stats)
+        batch, lines = batch.slice(0, keep), lines[:keep]
+        if plain is not None:
+            plain = plain.slice(0, keep)
+        for start in range(0, batch.num_rows, batch_rows):
+            out = columns_to_flows(batch.slice(start, batch_rows), mapping, lines[start:start + batch_rows],
+                                   str(path), piece.stats, time_unit, naive_tz, note_naive,
+                                   plain.slice(start, batch_rows) if plain is not None else None)
+            if out is not None:
+                piece.outputs.append(out[1])
         return piece
 
     try:
         before = skip_lines(stream, header_lines)  # lines before the current piece
         errors: list[str] = []
         ahead = _records.WORKERS + 1  # pieces in flight; the buffer ring has two more
-        pieces = line_pieces(stream, _records.CHUNK_BYTES, errors, slots=ahead + 2)
+        pieces = line_pieces(stream, _records.CHUNK_BYTES * PIECE_SCALE, errors, slots=ahead + 2)
         for piece in ordered_map(work, pieces, workers=_records.WORKERS, ahead=ahead):
             if piece.error is not None:
                 # the parser gives up (a cut multi-byte character): the pieces before are
@@ -264,11 +286,107 @@ def _stream_csv(stream, path, names, mapping, stats, time_unit, naive_tz, delimi
         stream.close()
 
 
-def _rebatch(reader, batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """pyarrow.csv blocks cut into batches of at most `batch_rows`."""
-    for batch in reader:
-        for start in range(0, batch.num_rows, batch_rows):
-            yield batch.slice(start, batch_rows)
+def _split_indexes(names: list[str], wanted: list[str], delimiter: str) -> list[int] | None:
+    """Positions of the wanted columns for the compiled splitter; None when it cannot
+    serve (not built, a wanted name twice in the header, an unusual delimiter)."""
+    if _fastcsv is None or len(delimiter) != 1 or not " " <= delimiter < "\x7f" and delimiter != "\t":
+        return None
+    if any(names.count(name) > 1 for name in wanted):
+        return None
+    return [names.index(name) for name in wanted]
+
+
+def _split_kinds(mapping: dict[str, str], wanted: list[str]) -> list[int]:
+    """What the splitter works out besides the text, per wanted column: from the
+    canonical column it is mapped to (plain text when mapped to several of other kinds)."""
+    if _fastcsv is None:
+        return []
+    kind_of = {"ts_start": _fastcsv.TIME, "ts_end": _fastcsv.TIME, "src_ip": _fastcsv.IP, "dst_ip": _fastcsv.IP,
+               "ip_proto": _fastcsv.CODE, "src_tcp_flags": _fastcsv.CODE, "dst_tcp_flags": _fastcsv.CODE,
+               **{name: _fastcsv.INT for name in INT_COLUMNS}}
+    kinds = []
+    for name in wanted:
+        found = {kind_of.get(canonical, _fastcsv.TEXT) for canonical, source in mapping.items() if source == name}
+        kinds.append(found.pop() if len(found) == 1 else _fastcsv.TEXT)
+    return kinds
+
+
+def _plain_batch(rows: int, names: list[str], kinds: list[int], columns) -> pa.RecordBatch | None:
+    """The splitter's extras as a batch of the same rows (for `columns_to_flows`):
+    int64 or naive timestamp columns null where the text is not plain, IP bad masks,
+    dictionary-encoded codes."""
+    arrays, kept = [], []
+    for name, kind, (_, _, extra) in zip(names, kinds, columns):
+        if extra is None:
+            continue
+        if kind in (_fastcsv.INT, _fastcsv.TIME):
+            values, is_plain = extra
+            valid = np.packbits(np.frombuffer(is_plain, np.uint8), bitorder="little")
+            type_ = pa.int64() if kind == _fastcsv.INT else pa.timestamp("us")
+            array = pa.Array.from_buffers(type_, rows, [pa.py_buffer(valid), pa.py_buffer(values)])
+        elif kind == _fastcsv.IP:
+            bits = np.packbits(np.frombuffer(extra, np.uint8), bitorder="little")
+            array = pa.Array.from_buffers(pa.bool_(), rows, [None, pa.py_buffer(bits)])
+        else:
+            codes, texts = extra
+            array = pa.DictionaryArray.from_arrays(pa.Array.from_buffers(pa.int32(), rows, [None, pa.py_buffer(codes)]),
+                                                   pa.array([t.decode() for t in texts], pa.string()))
+        arrays.append(array)
+        kept.append(name)
+    return pa.RecordBatch.from_arrays(arrays, names=kept) if arrays else None
+
+
+def _parse_with_pyarrow(data: memoryview, names, delimiter, convert_options, invalid) -> pa.RecordBatch:
+    """One piece through pyarrow.csv (quotes understood); lines with a wrong field count
+    go to `invalid(number, fields, text)`."""
+    # without any quote in the piece, quoting changes nothing and parsing is twice as fast
+    quoted = piece_has(data, b'"')
+
+    def on_invalid(row) -> str:
+        invalid(row.number or 0, row.actual_columns, row.text or "")
+        return "skip"
+
+    read_options = pcsv.ReadOptions(use_threads=False, column_names=names, block_size=len(data) + 1)
+    parse_options = pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid,
+                                      ignore_empty_lines=False, quote_char='"' if quoted else False)
+    table = pcsv.read_csv(pa.py_buffer(data), read_options=read_options, parse_options=parse_options,
+                          convert_options=convert_options)
+    if table.num_rows == 0:
+        return pa.RecordBatch.from_pylist([], schema=table.schema)
+    return table.combine_chunks().to_batches()[0]
+
+
+def _reject_non_utf8(batch: pa.RecordBatch, lines: np.ndarray, keep: int, stats: SourceStats):
+    """Rows (of the first `keep`) with a field that is not UTF-8 are rejected and taken
+    out: the compiled splitter copies bytes without decoding them."""
+    fields = [_offsets_and_text(column) for column in batch.columns]
+    bad: dict[int, str] = {}  # row -> first column found not UTF-8
+    for name, column, (offsets, text) in zip(batch.schema.names, batch.columns, fields):
+        try:
+            column.validate(full=True)
+            continue
+        except pa.ArrowInvalid:
+            pass
+        high = np.flatnonzero(np.frombuffer(text, np.uint8) >= 0x80)
+        for row in np.unique(np.searchsorted(offsets, high, side="right") - 1):
+            try:
+                text[offsets[row]:offsets[row + 1]].decode("utf-8")
+            except UnicodeDecodeError:
+                if row < keep:
+                    bad.setdefault(int(row), name)
+    if not bad:
+        return batch, lines, keep
+    for row, name in sorted(bad.items()):
+        raw = b",".join(text[offsets[row]:offsets[row + 1]] for offsets, text in fields)
+        stats.reject(int(lines[row]), f"not UTF-8 text in {name}", raw.decode("utf-8", "replace"))
+    good = np.ones(batch.num_rows, bool)
+    good[list(bad)] = False
+    return batch.filter(pa.array(good)), lines[good], keep - len(bad)
+
+
+def _offsets_and_text(column: pa.Array) -> tuple[np.ndarray, bytes]:
+    """The offsets and bytes of a fresh (unsliced) string column."""
+    return np.frombuffer(column.buffers()[1], np.int32)[:len(column) + 1], column.buffers()[2].to_pybytes()
 
 
 def columns_to_flows(
@@ -280,13 +398,19 @@ def columns_to_flows(
     time_unit: str = "auto",
     naive_tz: str = "UTC",
     note_naive: bool = True,
+    plain: pa.RecordBatch | None = None,
 ) -> Batch | None:
     """Convert source columns to a FLOWS batch; rows with a bad or missing required
-    value are rejected (reason per column), the others kept."""
+    value are rejected (reason per column), the others kept.
+
+    `plain` (from the compiled splitter, same rows) may hold, per source column, what
+    its plainest values already are (see `_plain_batch`); a column is taken from there
+    only when that gives what the text would, otherwise from the text."""
     n = batch.num_rows
     if n == 0:
         return None
     source = {name: batch.column(name) for name in batch.schema.names}
+    quick = {name: plain.column(name) for name in plain.schema.names} if plain is not None else {}
     out: dict[str, pa.Array] = {}
     problems: list[tuple[str, np.ndarray]] = []
 
@@ -294,21 +418,39 @@ def columns_to_flows(
         name = mapping.get(canonical)
         return source[name] if name is not None else None
 
+    def shortcut(canonical: str):
+        return quick.get(mapping.get(canonical))
+
+    def times(canonical: str):
+        values = shortcut(canonical)
+        if values is not None and values.null_count == 0:  # every value plain
+            try:
+                return naive_to_utc(values, naive_tz), _records._no_bad(n)
+            except pa.ArrowInvalid:  # a local time the zone skips or repeats: the text decides
+                pass
+        return to_time_column(column(canonical), time_unit, naive_tz)
+
     def flag(reason: str, mask) -> None:
+        if isinstance(mask, pa.Array) and not pc.any(mask).as_py():  # the usual case: nothing to convert
+            return
         mask = np.asarray(mask.to_numpy(zero_copy_only=False) if hasattr(mask, "to_numpy") else mask, bool)
         if mask.any():
             problems.append((reason, mask))
 
-    blank = _blank_rows(column("ts_start"), column("src_ip"), column("dst_ip"))
+    start_plain = shortcut("ts_start")
+    if start_plain is not None and start_plain.null_count == 0:
+        blank = None  # every start time is there
+    else:
+        blank = _blank_rows(column("ts_start"), column("src_ip"), column("dst_ip"))
     if blank is not None:  # empty lines (or rows of empty fields): not records, nothing to keep
         stats.ignore("empty rows", int(blank.sum()))
         problems.append(("", blank))
-    start, bad = to_time_column(column("ts_start"), time_unit, naive_tz)
+    start, bad = times("ts_start")
     flag(f"bad time in {mapping['ts_start']}", bad)
     flag(f"missing {mapping['ts_start']}", pc.is_null(start))
     out["ts_start"] = start
     if column("ts_end") is not None:
-        end, bad = to_time_column(column("ts_end"), time_unit, naive_tz)
+        end, bad = times("ts_end")
         flag(f"bad time in {mapping['ts_end']}", bad)
         out["ts_end"] = pc.coalesce(end, start)
     elif column("duration") is not None:
@@ -323,7 +465,7 @@ def columns_to_flows(
 
     for side in ("src_ip", "dst_ip"):
         values = as_strings(column(side)).cast(pa.string())
-        bad = ip_text_bad(values)
+        bad = shortcut(side) if shortcut(side) is not None else ip_text_bad(values)
         if pc.any(bad).as_py():  # padded (nfdump fmt output) or empty: trim and look again
             values = pc.utf8_trim_whitespace(values)
             values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
@@ -334,10 +476,12 @@ def columns_to_flows(
 
     proto = None
     if column("ip_proto") is not None:
-        proto, bad = map_distinct(as_strings(column("ip_proto")).cast(pa.string()), _proto_or_fail, pa.int16())
+        text = shortcut("ip_proto")
+        if text is None:
+            text = as_strings(column("ip_proto")).cast(pa.string())
+        proto, out["l4"], bad = _proto_and_l4(text)
         flag(f"bad protocol in {mapping['ip_proto']}", bad)
         out["ip_proto"] = proto
-        out["l4"] = map_distinct(proto, l4_name, pa.string())[0]
     if column("l4") is not None and "l4" not in out:
         out["l4"] = as_strings(column("l4")).cast(pa.string())
 
@@ -348,7 +492,9 @@ def columns_to_flows(
     for name, type_ in INT_COLUMNS.items():
         if column(name) is None:
             continue
-        raw = column(name)
+        raw = _plain_ints(shortcut(name), has_ports if name in ("src_port", "dst_port") else None)
+        if raw is None:
+            raw = column(name)
         if has_ports is not None and name in ("src_port", "dst_port"):
             raw = as_strings(raw)
             if pa.types.is_string(raw.type) and not pc.all(has_ports).as_py():
@@ -367,7 +513,10 @@ def columns_to_flows(
         out[name] = values
     for name in ("src_tcp_flags", "dst_tcp_flags"):
         if column(name) is not None:
-            values, bad = map_distinct(as_strings(column(name)).cast(pa.string()), tcp_flags_value, pa.uint8())
+            text = shortcut(name)
+            if text is None:
+                text = as_strings(column(name)).cast(pa.string())
+            values, bad = map_distinct(text, tcp_flags_value, pa.uint8())
             flag(f"bad TCP flags in {mapping[name]}", bad)
             out[name] = values
     for name in ("app_protocol",):
@@ -398,6 +547,37 @@ def columns_to_flows(
         result = result.filter(keep)
     stats.accepted["flows"] += result.num_rows
     return ("flows", result)
+
+
+def _plain_ints(values: pa.Array | None, has_ports: pa.Array | None) -> pa.Array | None:
+    """The splitter's int64 column (null where the text is not plain digits) when it
+    gives what the text would: every value plain, or (ports) every one that counts."""
+    if values is None or values.null_count == 0:
+        return values
+    unplain = pc.is_null(values)
+    if has_ports is not None:
+        unplain = pc.and_(unplain, has_ports)
+    return None if pc.any(unplain).as_py() else values
+
+
+def _proto_and_l4(text: pa.Array) -> tuple[pa.Array, pa.Array, pa.Array]:
+    """(protocol number, l4 name, bad mask) from protocol names or numbers, worked out
+    once per distinct value."""
+    encoded = text if pa.types.is_dictionary(text.type) else pc.dictionary_encode(text)
+    numbers, names, bad = [], [], []
+    for value in encoded.dictionary.to_pylist():
+        try:
+            number = _proto_or_fail(value)
+        except (ValueError, TypeError):
+            number = None
+            bad.append(True)
+        else:
+            bad.append(False)
+        numbers.append(number)
+        names.append(l4_name(number))
+    indices = encoded.indices
+    return (pc.take(pa.array(numbers, pa.int16()), indices), pc.take(pa.array(names, pa.string()), indices),
+            pc.fill_null(pc.take(pa.array(bad, pa.bool_()), indices), False))
 
 
 def _blank_rows(*columns) -> np.ndarray | None:

@@ -1,7 +1,8 @@
 """Round-3 model changes on real slices (tests/data/power): a miner block that keeps
 running while the building drops its own base later, restart dips counted in the hours
 quiet enough to show them, the dip count skipped only when it cannot change a verdict,
-and the threaded block reader."""
+and the threaded block reader. Round 4: the city's common mode, on the real 2018
+buildings of the shared corpus (skipped without it)."""
 
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pytest
 
-from minewatch.power import features, model
+from minewatch.power import common, features, model
 from minewatch.power.features import hourly_blocks, hourly_matrix
 from minewatch.power.ingest import read_meter_file
 from minewatch.power.model import (_dip_events, dip_counts, ended_share, hour_of_day_noise, quiet_hours,
@@ -172,3 +174,93 @@ def test_null_keys_timestamps_and_readings_are_skipped():
     assert list(block.meters) == [0]  # meter 1 has no valid reading
     assert block.kw[0, 0] == 1.0 and block.kw[0, 3] == 4.0
     assert np.isnan(block.kw[0, [1, 2]]).all() and np.count_nonzero(~np.isnan(block.kw)) == 2
+
+
+# --- round 4: the city's common mode (power/common.py) --------------------------------
+
+def test_common_mode_is_the_median_departure_of_every_meter_from_its_own_level():
+    rng = np.random.default_rng(4)
+    days = 120
+    levels = rng.uniform(1, 500, 30)
+    city = np.where(np.arange(days) >= 60, 1.2, 1.0)  # every building 20 % up from day 60
+    base = levels[:, None] * city[None, :] * rng.uniform(0.98, 1.02, (30, days))
+    base[3, 90:] += 0.5 * levels[3]  # one building's own block
+    base[5, :40] = np.nan  # a meter that starts late
+    c = common.common_mode(base)
+    assert np.allclose(c[:60] / np.median(c[:60]), 1.0, atol=0.03)
+    assert np.median(c[60:]) / np.median(c[:60]) == pytest.approx(1.2, rel=0.03)
+    res = common.residual_base(base, c)
+    own = res[3, 95:].mean() - res[3, 65:85].mean()
+    assert own == pytest.approx(0.5 * levels[3], rel=0.1)  # the block stays
+    assert abs(res[7, 65:].mean() - res[7, :55].mean()) < 0.05 * levels[7]  # the city's rise goes
+    assert common.common_mode(base[:common.MIN_METERS - 1]) is None  # too few meters: none
+    shifted = common.CommonMode(100, c)
+    assert np.array_equal(shifted.on(110, 5), c[10:15])
+    assert np.isnan(shifted.on(90, 20)[:10]).all() and shifted.on(90, 20)[10] == c[0]
+
+
+@pytest.fixture(scope="module")
+def city_2018(corpus):
+    """The even Cambridge buildings of 2018 with readings most of the year."""
+    t = pacsv.read_csv(corpus / "power" / "cambridge" / "electricity_kwh_hourly_2018.csv")
+    ts = pc.cast(t.column(0), pa.timestamp("us")).to_numpy().astype("int64")
+    blds = {}
+    for name in t.column_names[1:]:
+        if int(name[1:]) % 2:
+            continue  # odd buildings are reserved
+        x = t.column(name).to_numpy(zero_copy_only=False).astype(float)
+        x[x == 0] = np.nan
+        if np.sum(~np.isnan(x)) > 24 * 300:
+            blds[name] = x
+    return ts, blds
+
+
+def city_block(ts, blds) -> features.HourlyBlock:
+    n = len(ts)
+    con = duckdb.connect()
+    con.register("readings", pa.table({
+        "meter_id": pa.array([b for b in blds for _ in range(n)]),
+        "ts": pa.array(np.tile(ts, len(blds)), pa.timestamp("us", tz="UTC")),
+        "kw": pa.array(np.concatenate(list(blds.values())), pa.float64(), from_pandas=True)}))
+    return hourly_matrix(con, "readings", meter="meter_id")
+
+
+SHARED_DAY, MINER_DAY = 150, 200
+
+
+def test_a_step_every_building_takes_is_not_a_block(city_2018, monkeypatch):
+    """Every building's load 25 % up from day 150 (a city-wide change) and a miner block
+    in one building from day 200: against the common mode only the block is its own
+    step; without it, flat buildings are flagged at the city's step."""
+    ts, blds = city_2018
+    h = np.arange(len(ts))
+    city = {b: x * np.where(h >= SHARED_DAY * 24, 1.25, 1.0) for b, x in blds.items()}
+    city["b26"] = city["b26"] + miners(len(ts), MINER_DAY * 24, 0.5 * np.nanmean(blds["b26"]))
+    block = city_block(ts, city)
+    onsets = {v.meter: v.onset_day - block.day0 for v in score_meters(block) if v.flagged}
+    assert abs(onsets.pop("b26") - MINER_DAY) <= 2
+    assert not [b for b, d in onsets.items() if abs(d - SHARED_DAY) <= 7], onsets
+    monkeypatch.setattr(model, "USE_COMMON", False)
+    alone = {v.meter: v.onset_day - block.day0 for v in score_meters(block) if v.flagged}
+    assert [b for b, d in alone.items() if abs(d - SHARED_DAY) <= 7]
+
+
+def test_common_mode_from_a_first_pass_serves_blocks_of_meters(city_2018):
+    """A workspace scored block by block with the common mode of all its meters (one
+    first pass) gets the verdicts of one big block; a lone meter gets none (its own base)."""
+    ts, blds = city_2018
+    block = city_block(ts, blds)
+    whole = {v.meter: (v.flagged, round(v.score, 6), v.onset_day) for v in score_meters(block)}
+    first_pass = common.CommonMode(block.day0, common.common_mode(block.daily_base()))
+    parts = {}
+    for rows in np.array_split(np.arange(len(block.meters)), 3):
+        parts.update({v.meter: (v.flagged, round(v.score, 6), v.onset_day)
+                      for v in score_meters(block.rows(rows), first_pass)})
+    assert parts == whole
+    b48 = int(np.flatnonzero(block.meters == "b48")[0])  # follows the city: its step is measured against it
+    assert score_meters(block)[b48].tests["common_mode"] == 1.0
+    assert score_meters(block.rows(np.array([b48])))[0].tests["common_mode"] == 0.0
+    split = {}  # blocks too small for a common mode of their own differ
+    for rows in np.array_split(np.arange(len(block.meters)), 3):
+        split.update({v.meter: (v.flagged, round(v.score, 6), v.onset_day) for v in score_meters(block.rows(rows))})
+    assert split != whole

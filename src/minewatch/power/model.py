@@ -4,7 +4,9 @@ Stage 1, vectorised over all meters (features.HourlyBlock.daily_base):
   for every split day k, median daily minimum over the 14 days after minus the 14
   days before; in units of the larger of the day-to-day scatter and the building's
   own wander (the spread of the same statistic over the year's other splits), that is
-  `z`. The three strongest splits, two windows apart, are kept per meter.
+  `z`. The same is measured on the base less the city's common mode (what weather,
+  season and term time do to every building: power/common.py) and, per meter, the one
+  that wanders less is kept. The three strongest splits, two windows apart, are kept.
 Stage 2, per candidate meter (z high enough that a pass could flag), at each split:
   - onset to the hour: where the week-over-week change of the hourly load peaks;
   - abrupt: the neighbouring weeks changed little (a switch-on, not a weather ramp);
@@ -31,16 +33,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
+from minewatch.power.common import CommonMode, common_mode, common_reach, meter_levels, residual_base
 from minewatch.power.features import DailyMatrix, HourlyBlock
+from minewatch.power.robust import nanmedian_rows, nanmedian_windows
 
 WINDOW = 14  # days either side of a candidate split
 SEG = 28  # days either side used by the tests
 LOOKBACK = 56  # days before the pre window searched for an earlier, equal level
 MIN_DAYS = 21  # fewer valid days than this: not scored
 CANDIDATE_Z = 3.0  # step strength is 0 at this z and rises towards 1 above it
-FLAG_SCORE = 0.75  # calibrated on 2017-2018 only: the lowest score flagging <= 2 % of the clean building-years (0.65), plus a 0.1 margin
+FLAG_SCORE = 0.79  # calibrated on 2017-2018 only: the lowest score flagging <= 2 % of the clean building-years (0.69), plus a 0.1 margin
 REBOOT_BONUS = 3.0  # reboot dips seen with the step count as this much extra z
 # below this z even a step passing every test (with restarts) scores under FLAG_SCORE
 TESTED_Z = CANDIDATE_Z - 3.0 * float(np.log(1.0 - FLAG_SCORE)) - REBOOT_BONUS
@@ -51,6 +54,10 @@ MIN_STEP_KW = 0.25  # below this a step is within meter rounding
 MIN_POST_DAYS = 14  # a step must be seen to last two weeks before it is called
 MIN_PRE_DAYS = 10  # and to have ten days of readings before it
 STEP_ESTIMATE = "step"  # which measured step is reported as the added kW
+USE_COMMON = True  # measure steps against the city's common mode too (power/common.py)
+COMMON_GAIN = 1.0  # the residual base is used where its step noise is below this share of the raw one's
+SHARED_MAX = 0.5  # a step is the meter's own when at most this share of it is the city's (same days)
+COMMON_REACH = 0.25  # ... and is computed only where the common mode moves steps by this share of that noise
 
 
 @dataclass(slots=True)
@@ -66,26 +73,6 @@ class Verdict:
     reason: str = ""  # why not scored, if so
 
 
-def nanmedian_rows(x: np.ndarray) -> np.ndarray:
-    """Median of every row, NaNs skipped (NaN for an all-NaN row). Sort-based: several
-    times faster than np.nanmedian on many short rows."""
-    s = np.sort(x, axis=1)
-    n = np.sum(~np.isnan(x), axis=1)
-    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(s, np.maximum(n // 2, 0)[:, None], axis=1)[:, 0]
-    return np.where(n > 0, (lo + hi) / 2, np.nan)
-
-
-def _nanmedian_windows(x: np.ndarray, w: int) -> np.ndarray:
-    """Median of every run of w consecutive days (rows independent), NaNs skipped.
-    Sorting puts NaNs last, so the median sits at the middle of the valid count."""
-    s = np.sort(sliding_window_view(x, w, axis=-1), axis=-1)
-    n = np.sum(~np.isnan(s), axis=-1)
-    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0)[..., None], axis=-1)[..., 0]
-    hi = np.take_along_axis(s, np.maximum(n // 2, 0)[..., None], axis=-1)[..., 0]
-    return np.where(n > 0, (lo + hi) / 2, np.nan)
-
-
 def noise_scale(base: np.ndarray) -> np.ndarray:
     """Robust day-to-day noise of the base load per meter (kW); one step barely moves it."""
     mad = nanmedian_rows(np.abs(np.diff(base, axis=1))) * 1.4826 / np.sqrt(2)
@@ -98,13 +85,20 @@ def step_profile(base: np.ndarray, window: int = WINDOW) -> tuple[int, np.ndarra
     minus the w days before, and that step in units of the meter's noise. The noise is
     the larger of the day-to-day scatter and the building's own wander (the robust
     spread of the same statistic over all splits: most splits have no change)."""
+    w, steps, scale, _ = _steps_and_scale(base, window)
+    return w, steps, steps / scale[:, None]
+
+
+def _steps_and_scale(base: np.ndarray, window: int, scatter: np.ndarray | None = None
+                     ) -> tuple[int, np.ndarray, np.ndarray, np.ndarray]:
+    """(w, steps, scale, scatter) of `step_profile`: the steps in kW, each meter's step
+    noise and the day-to-day part of it (pass it in to reuse it for a series with the
+    same days and scatter)."""
     m, d = base.shape
     w = min(window, d // 3)
     if w < 5:
-        return w, np.zeros((m, 0)), np.zeros((m, 0))
-    med = _nanmedian_windows(base, w)  # med[:, j] = median(base[j:j+w])
-    valid = sliding_window_view(~np.isnan(base), w, axis=1).sum(axis=2)
-    med[valid < (w + 1) // 2] = np.nan  # a window needs half its days
+        return w, np.zeros((m, 0)), np.ones(m), np.ones(m)
+    med = nanmedian_windows(base, w, (w + 1) // 2)  # med[:, j] = median(base[j:j+w]), of half its days at least
     steps = med[:, w:] - med[:, : med.shape[1] - w]
     # the splits around the largest step see that step itself: leave them out
     cols = np.arange(steps.shape[1])
@@ -114,25 +108,44 @@ def step_profile(base: np.ndarray, window: int = WINDOW) -> tuple[int, np.ndarra
     centre = nanmedian_rows(rest)
     wander = 1.4826 * nanmedian_rows(np.abs(rest - centre[:, None]))
     wander = np.where(enough, wander, 0.0)
-    # a median of w noisy days has sd ~ 1.25 sigma / sqrt(w)
-    scatter = noise_scale(base) * 1.25 * np.sqrt(2.0 / w)
-    scale = np.fmax(scatter, WANDER_WEIGHT * np.nan_to_num(wander))
-    return w, steps, steps / scale[:, None]
+    if scatter is None:  # a median of w noisy days has sd ~ 1.25 sigma / sqrt(w)
+        scatter = noise_scale(base) * 1.25 * np.sqrt(2.0 / w)
+    return w, steps, np.fmax(scatter, WANDER_WEIGHT * np.nan_to_num(wander)), scatter
 
 
-def best_steps(base: np.ndarray, window: int = WINDOW, top: int = TOP_SPLITS
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def best_steps(base: np.ndarray, window: int = WINDOW, top: int = TOP_SPLITS,
+               common: np.ndarray | None = None
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(k, step_kw, z), each (meters, top): the strongest upward steps per meter at
-    splits at least two windows apart, strongest first; k=-1 where there is none."""
+    splits at least two windows apart, strongest first; k=-1 where there is none.
+    With the city's `common` mode (one value per day), each meter's steps are taken
+    from whichever of its base and its base less the common mode has the smaller
+    step noise (the 4th value: True where that is the residual); the residual is
+    skipped where the common mode moves that meter's steps by little against its own
+    step noise (it could not change the verdict)."""
     m = base.shape[0]
     k_out = np.full((m, top), -1, dtype=np.int64)
     step_out = np.zeros((m, top))
     z_out = np.zeros((m, top))
+    followed = np.zeros(m, dtype=bool)
+    if common is not None:
+        levels = meter_levels(base)
+        reach = levels * common_reach(common, min(window, base.shape[1] // 3))
     for lo in range(0, m, CHUNK):
         hi = min(m, lo + CHUNK)
-        w, steps, z = step_profile(base[lo:hi], window)
+        w, steps, scale, scatter = _steps_and_scale(base[lo:hi], window)
         if steps.shape[1] == 0:
             continue
+        if common is not None:
+            rows = np.flatnonzero(reach[lo:hi] >= COMMON_REACH * scale)
+            if len(rows):  # (the common mode's day-to-day wiggle is far below a meter's)
+                alt = residual_base(base[lo:hi][rows], common, levels[lo:hi][rows])
+                _, steps2, scale2, _ = _steps_and_scale(alt, window, scatter[rows])
+                use = scale2 < COMMON_GAIN * scale[rows]
+                steps[rows[use]], scale[rows[use]] = steps2[use], scale2[use]
+                followed[lo + rows[use]] = True
+        with np.errstate(invalid="ignore"):
+            z = steps / scale[:, None]
         z = np.where(np.isnan(z), -np.inf, z)
         rows = np.arange(hi - lo)
         cols = np.arange(z.shape[1])
@@ -144,7 +157,7 @@ def best_steps(base: np.ndarray, window: int = WINDOW, top: int = TOP_SPLITS
             step_out[lo:hi, t] = np.where(ok, steps[rows, j], 0.0)
             z_out[lo:hi, t] = np.where(ok, zj, 0.0)
             z[np.abs(cols[None, :] - j[:, None]) < 2 * w] = -np.inf
-    return k_out, step_out, z_out
+    return k_out, step_out, z_out, followed
 
 
 def _median(x: np.ndarray) -> float:
@@ -183,7 +196,7 @@ def _max_fortnight(x: np.ndarray, level: float, step: float, up: bool, w: int = 
     `level` (up) or as a step (down), in units of `step`; 0 when x is too short."""
     if np.sum(~np.isnan(x)) < 2 * w:
         return 0.0
-    med = _nanmedian_windows(x[None, :], w)[0]
+    med = nanmedian_windows(x[None, :], w)[0]
     if up:
         return float((np.nanmax(med) - level) / step) if np.any(~np.isnan(med)) else 0.0
     falls = med[:-w] - med[w:]
@@ -205,7 +218,7 @@ def ended_share(after: np.ndarray, level: float, step: float, w: int = 28) -> fl
     block ending and the building dropping its own base by as much look the same.)"""
     if np.sum(~np.isnan(after)) < 2 * w:
         return 0.0
-    med = _nanmedian_windows(after[None, :], w)[0]
+    med = nanmedian_windows(after[None, :], w)[0]
     falls = med[:-w] - med[w:]  # falls[j]: the w days from j + w on minus the w before
     sd = 1.25 * _noise1(after) * np.sqrt(2.0 / w)
     big = np.flatnonzero((falls > ENDED_MAX * step) & (falls > step + DEV_OK * sd))
@@ -221,7 +234,7 @@ def _wander(x: np.ndarray, w: int) -> float:
     adjacent w-day medians over all splits (NaN when the series is too short)."""
     if np.sum(~np.isnan(x)) < 3 * w:
         return float("nan")
-    med = _nanmedian_windows(x[None, :], w)[0]
+    med = nanmedian_windows(x[None, :], w)[0]
     d = med[w:] - med[:-w]
     d = d[~np.isnan(d)]
     if len(d) < 3:
@@ -234,7 +247,7 @@ def wander_rows(x: np.ndarray, w: int) -> np.ndarray:
     out = np.full(x.shape[0], np.nan)
     if x.shape[1] < 2 * w + 1 or x.shape[0] == 0:
         return out
-    med = _nanmedian_windows(x, w)
+    med = nanmedian_windows(x, w)
     d = med[:, w:] - med[:, :-w]
     centre = nanmedian_rows(d)
     spread = 1.4826 * nanmedian_rows(np.abs(d - centre[:, None]))
@@ -394,6 +407,9 @@ def step_tests(row: dict, k: int, dips: bool = True) -> dict:
     # a load that switches seasonally); from just after the post window onwards
     t["ended"] = ended_share(b[k:], post_b, step)
     t["pre_days"] = float(n_pre)
+    c = row.get("common")
+    if c is not None:  # the share of the step every building took at the same time
+        t["shared"] = (_med(c[k:hi]) - _med(c[lo:k])) * row["level"] / step
     # a miner block adds a constant: the day-to-day scatter of the base stays the same;
     # weather-driven loads (heating, cooling) add their own day-to-day scatter
     sd_pre, sd_post = _noise1(b[lo:k]), _noise1(b[k:hi])
@@ -429,7 +445,7 @@ WANDER_OK = 3.0  # an excess within this many wanders is the building, not the s
 TOL_MAX = 0.65  # at most this much (in steps) is forgiven to noise and wander
 DIP_DEPTH = (0.4, 1.3)  # reboot dips: depth as a share of the step
 DIPS_MIN, DIP_RATE = 3, (1.0, 8.0)  # reboots seen: >= 3 dips, 1-8 a month (rare events), well above the pre rate
-DIP_SNR = 5.0  # step / hour-to-hour noise (at that hour of day) above which reboot dips stand out
+DIP_SNR = 4.0  # step / hour-to-hour noise (at that hour of day) above which reboot dips stand out (5 before round 4: tune 50 % +3 pp, no clean score moved)
 QUIET_HOURS_MIN = 4  # hours a day at which dips must be able to show for the reboot test
 DIP_RATE_FLOOR, DIP_P = 0.3, 0.01  # pre-onset dip rate assumed at least; significance
 MISSING_EXPECTED = 1.5  # dips expected (at the lowest rate: 45 quiet days) before "none came" counts
@@ -480,6 +496,7 @@ TESTS = {
     "abrupt": _abrupt_ok,
     "new_level": lambda t: t.get("earlier", np.inf) <= 0.75,
     "not_ended": lambda t: t.get("ended", np.inf) <= 0.6,
+    "own_step": lambda t: not t.get("shared", 0.0) > SHARED_MAX,
     "enough_days": lambda t: t.get("pre_days", 0.0) >= MIN_PRE_DAYS,
     "seen_long": lambda t: t.get("post_span", 0.0) >= MIN_POST_DAYS,
 }
@@ -614,10 +631,13 @@ def _best_with_reboots(z: float, tests: dict) -> float:
     return score_from(z, seen)[0]
 
 
-def score_meters(data: HourlyBlock | DailyMatrix) -> list[Verdict]:
+def score_meters(data: HourlyBlock | DailyMatrix, common: CommonMode | None = None) -> list[Verdict]:
     """One verdict per meter of an HourlyBlock (hourly tests included) or a DailyMatrix.
 
-    Stage 1, vectorised over all meters: the daily base and its strongest steps.
+    Stage 1, vectorised over all meters: the daily base and its strongest steps, each
+    meter's base also taken less the city's common mode (`common`, computed once over
+    the workspace; else from this block when it holds at least common.MIN_METERS
+    meters; else none: a lone meter is scored on its own base).
     Stage 2, per candidate meter only: daily features and the tests."""
     if isinstance(data, DailyMatrix):
         base = data.base
@@ -627,7 +647,11 @@ def score_meters(data: HourlyBlock | DailyMatrix) -> list[Verdict]:
     if m == 0:
         return []
     valid = np.sum(~np.isnan(base), axis=1)
-    k, step, z = best_steps(base)
+    city = None
+    if USE_COMMON:
+        city = common.on(data.day0, base.shape[1]) if common is not None else common_mode(base)
+    k, step, z, followed = best_steps(base, common=city)
+    levels = meter_levels(base) if city is not None else None
     tested = (k >= 0) & (z >= TESTED_Z) & (step >= MIN_STEP_KW) & (valid >= MIN_DAYS)[:, None]
     cand = np.flatnonzero(tested.any(axis=1))
     out = [Verdict(meter, False, 0.0, None, 0.0, zi) for meter, zi in zip(data.meters.tolist(), z[:, 0].tolist())]
@@ -660,6 +684,8 @@ def score_meters(data: HourlyBlock | DailyMatrix) -> list[Verdict]:
             row = {name: getattr(dm, name)[r, first:last]
                    for name in ("base", "mean", "peak", "night", "work")}
             row["weekend"] = weekend[first:last]
+            if city is not None:
+                row["common"], row["level"] = city[first:last], float(levels[i])
             row["_wander"] = wanders[int(i)]
             if hourly is not None:
                 row["_noise_by_hour"] = noise_by_hour[r]
@@ -673,6 +699,7 @@ def score_meters(data: HourlyBlock | DailyMatrix) -> list[Verdict]:
                 if score >= FLAG_SCORE:
                     break
             tests, kk, v.score, v.failed, v.z = best
+            tests["common_mode"] = float(followed[i])  # z measured against the city's common mode
             v.tests = tests
             v.onset_day = dm.day0 + first + kk
             v.estimated_kw = max(0.0, float(tests.get(STEP_ESTIMATE, 0.0)))

@@ -94,3 +94,23 @@ def test_reading_commands_do_not_create_a_workspace(tmp_path):
         result = CliRunner().invoke(app, args)
         assert result.exit_code != 0
         assert not missing.exists(), args
+
+
+def test_score_options_and_bad_readings_files_give_one_line(tmp_path):
+    import pyarrow.parquet as pq
+
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["meters", "ingest", str(DATA), "--workspace", str(ws)]).exit_code == 0
+    cases = [(["--engine", "sparkle"], 2, "--engine must be duckdb or spark"),
+             (["--spark-master", "local[2]"], 2, "--spark-master needs --engine spark")]
+    for args, code, words in cases:
+        r = runner.invoke(app, ["meters", "score", "-w", str(ws), *args])
+        assert r.exit_code == code and r.output.startswith("error:") and words in r.output, r.output
+        assert len(r.output.strip().splitlines()) == 1
+    (ws / "meters" / "0000foreign.parquet").write_bytes(b"not parquet")
+    r = runner.invoke(app, ["meters", "score", "-w", str(ws)])
+    assert r.exit_code == 1 and "0000foreign.parquet: not a readable Parquet file" in r.output, r.output
+    pq.write_table(pa.table({"x": [1]}), ws / "meters" / "0000foreign.parquet")
+    r = runner.invoke(app, ["meters", "score", "-w", str(ws)])
+    assert r.exit_code == 1 and "0000foreign.parquet: not a readings file: no column meter_key" in r.output
+    assert "Traceback" not in r.output

@@ -75,11 +75,18 @@ def score_cmd(
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="JSON lines; default: stdout"),
     utc_offset: float = typer.Option(0.0, help="local time = UTC + this many hours (for day/night)"),
     top: int = typer.Option(20, help="flagged meters to list on the console"),
+    engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (same results; needs PySpark and Java)"),
+    spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL, e.g. spark://host:7077 (default local[2])"),
 ) -> None:
     """Score every meter; write one JSON verdict per line, flagged first."""
+    from minewatch.errors import UsageError
     from minewatch.power.scoring import score_workspace
 
-    records = score_workspace(workspace, utc_offset)
+    try:
+        records = score_workspace(workspace, utc_offset, engine, spark_master)
+    except MinewatchError as e:
+        err.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2 if isinstance(e, UsageError) else 1)
     if not records:
         err.print(f"[red]error:[/red] no readings in {workspace}: run `minewatch meters ingest` first")
         raise typer.Exit(1)
@@ -89,7 +96,7 @@ def score_cmd(
         return
     output.write_text(lines, encoding="utf-8")
     flagged = [r for r in records if r["flagged"]]
-    out.print(f"{len(records):,} meters scored, {len(flagged):,} flagged -> {output}")
+    out.print(f"{len(records):,} meters scored ({engine}), {len(flagged):,} flagged -> {output}")
     for r in flagged[:top]:
         out.print(f"  {r['meter_id']}  score {r['score']:.2f}  {r['explanation']}")
 

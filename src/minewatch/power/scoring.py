@@ -1,5 +1,6 @@
-"""Workspace scoring: hourly blocks (DuckDB) -> model -> one verdict record per meter,
-with onset, added kW, miner counts by model and a one-sentence explanation."""
+"""Workspace scoring: hourly blocks (DuckDB, or Spark: power/spark.py) -> model -> one
+verdict record per meter, with onset, added kW, miner counts by model and a one-sentence
+explanation."""
 
 from __future__ import annotations
 
@@ -7,9 +8,12 @@ import json
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from minewatch.errors import InputError
+from minewatch.errors import InputError, UsageError
 from minewatch.power import model
 from minewatch.power.equipment import load_catalogue, units_for_kw
 from minewatch.power.features import DailyMatrix, HourlyBlock, hourly_blocks, hourly_matrix
@@ -28,6 +32,7 @@ FAILED_WORDS = {
     "enough_days": "too few days before the change",
     "seen_long": f"it has not yet lasted {model.MIN_POST_DAYS} days",
     "reboots": "a block that large would show short restart dips, and none came",
+    "own_step": "the other buildings rose as much at the same time (weather, season, term)",
     "step": "no step",
 }
 
@@ -85,18 +90,56 @@ def verdict_record(v: model.Verdict, meter_id: str, meta: dict | None = None) ->
     return rec
 
 
-def score_workspace(ws: str | Path, utc_offset_h: float = 0.0) -> list[dict]:
+ENGINES = ("duckdb", "spark")
+
+
+def duckdb_verdicts(con, ws: str | Path, utc_offset_h: float = 0.0) -> list[model.Verdict]:
+    """Every meter of the workspace scored block by block (DuckDB reads, numpy scores)."""
+    verdicts: list[model.Verdict] = []
+    try:
+        files = sorted((Path(ws) / "meters").glob("*.parquet"))  # what the glob reads
+        for block in hourly_blocks(con, f"read_parquet('{readings_glob(ws)}')", "meter_key", utc_offset_h,
+                                   files=files):
+            verdicts += model.score_meters(block)
+    except duckdb.Error as exc:  # a damaged or foreign Parquet file among the readings
+        raise InputError(Path(ws) / "meters", f"cannot read the readings: {str(exc).splitlines()[0]}") from None
+    return verdicts
+
+
+def check_readings(ws: str | Path) -> None:
+    """Every readings file must be Parquet with the readings' columns: checked from the
+    footers, so that a damaged or foreign file is named in one line on either engine."""
+    for path in sorted((Path(ws) / "meters").glob("*.parquet")):
+        try:
+            names = set(pq.read_schema(path).names)
+        except (OSError, pa.ArrowException) as exc:
+            raise InputError(path, f"not a readable Parquet file ({str(exc).splitlines()[0]})") from None
+        missing = [c for c in ("meter_key", "ts", "kw") if c not in names]
+        if missing:
+            raise InputError(path, f"not a readings file: no column {', '.join(missing)}")
+
+
+def score_workspace(ws: str | Path, utc_offset_h: float = 0.0, engine: str = "duckdb",
+                    spark_master: str | None = None, spark=None) -> list[dict]:
     """Score every meter in the workspace; store the verdicts in the catalog too.
-    A folder with no meter readings gives [] and is left as it was."""
+    engine "spark" scores on Spark (`spark_master`, default local mode; or the session
+    `spark`) with the same results. A folder with no meter readings gives [] and is left
+    as it was."""
+    if engine not in ENGINES:
+        raise UsageError(f"--engine must be duckdb or spark, not {engine!r}")
+    if engine == "duckdb" and spark_master:
+        raise UsageError("--spark-master needs --engine spark")
     if not list((Path(ws) / "meters").glob("*.parquet")) or not (Path(ws) / "catalog.duckdb").exists():
         return []
+    check_readings(ws)
+    if engine == "spark":
+        from minewatch.power.spark import score_with_spark
+
+        verdicts = score_with_spark(ws, utc_offset_h, spark_master, spark)
     con = open_catalog(ws)
     try:
-        if not list((Path(ws) / "meters").glob("*.parquet")):
-            return []
-        verdicts = []
-        for block in hourly_blocks(con, f"read_parquet('{readings_glob(ws)}')", "meter_key", utc_offset_h):
-            verdicts += model.score_meters(block)
+        if engine == "duckdb":
+            verdicts = duckdb_verdicts(con, ws, utc_offset_h)
         names = dict(con.execute("SELECT meter_key, meter_id FROM meters").fetchall())
         meta = {r[0]: {k: x for k, x in zip(("declared_business", "contracted_kw", "tariff_class"), r[1:])
                        if x is not None}

@@ -27,8 +27,8 @@ from minewatch.power.scoring import score_workspace
 REASON = java_problem()
 pytestmark = pytest.mark.skipif(REASON is not None, reason=REASON or "")
 
-# 16 buildings (b0 ends 2018 with zeros, i.e. missing): enough for the model's common
-# mode of a block (power/common.py), which makes each verdict depend on its block
+# 16 buildings (b0 ends 2018 with zeros, i.e. missing): enough for the city's common
+# mode (power/common.py), which scoring takes once over the workspace
 BUILDINGS = ["b0", "b2", "b4", "b6", "b8", "b12", "b14", "b16", "b20", "b22", "b24", "b26", "b40", "b52",
              "b58", "b64"]
 MINER = "b64"
@@ -155,6 +155,43 @@ def test_same_verdicts_in_blocks_of_five_meters(workspace, spark):
         return sorted((verdict_record(v, str(v.meter)) for v in verdicts), key=lambda r: r["meter_id"])
 
     assert records(on_spark) == records(duck)
+
+
+def test_workspace_common_mode_makes_verdicts_independent_of_blocks(workspace, spark):
+    """Scoring passes one common mode, taken over the workspace, to every block: blocks of
+    five meters (too few for a common mode of their own) give the verdicts of one block
+    of all sixteen, on both engines; without it they would not have to."""
+    import duckdb
+
+    from minewatch.engine.spark import as_url
+    from minewatch.power.features import hourly_blocks
+    from minewatch.power.ingest import open_catalog
+    from minewatch.power.model import score_meters
+    from minewatch.power.scoring import verdict_record, workspace_common
+    from minewatch.power.spark import spark_verdicts
+
+    con = open_catalog(workspace)
+    try:
+        common = workspace_common(con, workspace)
+    finally:
+        con.close()
+    assert common is not None and len(common.values) > 400
+    files = sorted((workspace / "meters").glob("*.parquet"))
+    source = f"read_parquet('{workspace}/meters/*.parquet')"
+
+    def records(verdicts):
+        return sorted((verdict_record(v, str(v.meter)) for v in verdicts), key=lambda r: r["meter_id"])
+
+    con = duckdb.connect()
+    small = [v for b in hourly_blocks(con, source, max_cells=5 * 24 * 460, files=files) for v in score_meters(b, common)]
+    whole = [v for b in hourly_blocks(con, source, files=files) for v in score_meters(b, common)]
+    assert records(small) == records(whole)
+    alone = [v for b in hourly_blocks(con, source, max_cells=5 * 24 * 460, files=files) for v in score_meters(b)]
+    assert records(alone) != records(whole)  # block by block, the small blocks have none of their own
+    on_spark = spark_verdicts(spark, as_url(workspace / "meters") + "/*.parquet", max_cells=5 * 24 * 460,
+                              common=common)
+    assert records(on_spark) == records(whole)
+    assert any(r["flagged"] for r in records(whole))
 
 
 def _one_line_error(result, *words) -> None:

@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from minewatch.errors import InputError, UsageError
 from minewatch.power import model
+from minewatch.power.common import SAMPLE, CommonMode, common_mode
 from minewatch.power.equipment import load_catalogue, units_for_kw
 from minewatch.power.features import DailyMatrix, HourlyBlock, hourly_blocks, hourly_matrix
 from minewatch.power.ingest import open_catalog, readings_glob
@@ -93,16 +94,47 @@ def verdict_record(v: model.Verdict, meter_id: str, meta: dict | None = None) ->
 ENGINES = ("duckdb", "spark")
 
 
-def duckdb_verdicts(con, ws: str | Path, utc_offset_h: float = 0.0) -> list[model.Verdict]:
+def _unreadable(ws: str | Path, exc: duckdb.Error) -> InputError:
+    """A damaged or foreign Parquet file among the readings, in one line."""
+    return InputError(Path(ws) / "meters", f"cannot read the readings: {str(exc).splitlines()[0]}")
+
+
+def workspace_common(con, ws: str | Path, utc_offset_h: float = 0.0) -> CommonMode | None:
+    """The city's common mode (power/common.py) over the whole workspace, from at most
+    common.SAMPLE meters spread evenly over the meter keys: computed once, before the
+    scoring, so a meter's verdict does not depend on which meters share its block (nor
+    on the engine). None with too few meters: each is then scored on its own base."""
+    keys = [r[0] for r in con.execute("SELECT meter_key FROM meters ORDER BY meter_key").fetchall()]
+    if len(keys) < 2:
+        return None
+    keys = keys[:: -(-len(keys) // SAMPLE)]
+    con.execute("CREATE OR REPLACE TEMP TABLE common_sample AS SELECT unnest(?::BIGINT[]) AS meter_key", [keys])
+    source = (f"(SELECT r.* FROM read_parquet('{readings_glob(ws)}') r "
+              "WHERE r.meter_key IN (SELECT meter_key FROM common_sample))")
+    try:
+        blocks = list(hourly_blocks(con, source, "meter_key", utc_offset_h))
+    except duckdb.Error as exc:
+        raise _unreadable(ws, exc) from None
+    finally:
+        con.execute("DROP TABLE IF EXISTS common_sample")
+    if not blocks:
+        return None
+    base = np.concatenate([b.daily_base() for b in blocks])
+    values = common_mode(base)
+    return None if values is None else CommonMode(blocks[0].day0, values)
+
+
+def duckdb_verdicts(con, ws: str | Path, utc_offset_h: float = 0.0,
+                    common: CommonMode | None = None) -> list[model.Verdict]:
     """Every meter of the workspace scored block by block (DuckDB reads, numpy scores)."""
     verdicts: list[model.Verdict] = []
     try:
         files = sorted((Path(ws) / "meters").glob("*.parquet"))  # what the glob reads
         for block in hourly_blocks(con, f"read_parquet('{readings_glob(ws)}')", "meter_key", utc_offset_h,
                                    files=files):
-            verdicts += model.score_meters(block)
-    except duckdb.Error as exc:  # a damaged or foreign Parquet file among the readings
-        raise InputError(Path(ws) / "meters", f"cannot read the readings: {str(exc).splitlines()[0]}") from None
+            verdicts += model.score_meters(block, common)
+    except duckdb.Error as exc:
+        raise _unreadable(ws, exc) from None
     return verdicts
 
 
@@ -132,14 +164,19 @@ def score_workspace(ws: str | Path, utc_offset_h: float = 0.0, engine: str = "du
     if not list((Path(ws) / "meters").glob("*.parquet")) or not (Path(ws) / "catalog.duckdb").exists():
         return []
     check_readings(ws)
+    con = open_catalog(ws)
+    try:
+        common = workspace_common(con, ws, utc_offset_h)
+    finally:
+        con.close()
     if engine == "spark":
         from minewatch.power.spark import score_with_spark
 
-        verdicts = score_with_spark(ws, utc_offset_h, spark_master, spark)
+        verdicts = score_with_spark(ws, utc_offset_h, spark_master, spark, common=common)
     con = open_catalog(ws)
     try:
         if engine == "duckdb":
-            verdicts = duckdb_verdicts(con, ws, utc_offset_h)
+            verdicts = duckdb_verdicts(con, ws, utc_offset_h, common)
         names = dict(con.execute("SELECT meter_key, meter_id FROM meters").fetchall())
         meta = {r[0]: {k: x for k, x in zip(("declared_business", "contracted_kw", "tariff_class"), r[1:])
                        if x is not None}
@@ -176,7 +213,7 @@ def meter_daily(ws: str | Path, meter_id: str, utc_offset_h: float = 0.0) -> tup
             got = con.execute("SELECT record FROM verdicts WHERE meter_id = ?", [meter_id]).fetchall()
             stored = json.loads(got[0][0]) if got else None
         if stored is None and len(dm.meters):
-            stored = verdict_record(model.score_meters(block)[0], meter_id)
+            stored = verdict_record(model.score_meters(block, workspace_common(con, ws, utc_offset_h))[0], meter_id)
         return dm, stored
     finally:
         con.close()

@@ -1,7 +1,8 @@
-"""Speed of the record readers (issue 3): nfdump CSV and Zeek conn.log TSV.
+"""Speed of the record readers and of ingest (issue 3): nfdump CSV, Zeek conn.log TSV,
+canonical-column Parquet.
 
     PYTHONPATH=src .venv/bin/python bench/ingest_bench.py [--nfdump-rows 5000000] [--zeek-rows 2000000]
-        [--only nfdump] [--ingest] [--duckdb] [--repeat 3]
+        [--parquet-rows 5000000] [--only nfdump|zeek|parquet] [--ingest] [--duckdb] [--repeat 3]
 
 Generates (once, cached by row count) in bench/out/ a synthetic nfdump 1.7 CSV export
 (48 columns, `Summary` trailer) and a Zeek conn.log TSV with realistic values, using
@@ -14,6 +15,9 @@ the in-run reference, and the table prints speed / reference speed ("vs ref").
 - `--ingest` adds `minewatch ingest` of the nfdump file into a fresh workspace (every
   check, rejects file, zstd Parquet day partitions written), against DuckDB copying the
   same 13 columns from the CSV to one zstd Parquet file (no checks) as its reference.
+- `--ingest` also times `minewatch ingest` of a canonical-column Parquet file (5 M rows,
+  the generator of bench/behaviour_speed.py, generated once) against DuckDB copying the
+  same columns Parquet -> zstd Parquet; `--only parquet --ingest` times that alone.
 - `--repeat N` runs the whole set N times: the machine is shared, so wall-clock rates
   move with the load; ratios within a repeat are the numbers to compare, and CPU
   seconds (records per CPU-second) are printed too. Compare before/after with
@@ -173,10 +177,25 @@ def run_one(kind: str, path: str) -> dict:
             finally:
                 target.unlink(missing_ok=True)
         rejected = 0
+    elif kind == "duckdb-copy":  # DuckDB, Parquet -> zstd Parquet, the mappable columns, no checks
+        import duckdb
+
+        con = duckdb.connect(config={"threads": os.cpu_count() or 2, "memory_limit": "2GB"})
+        wanted = ", ".join(_canonical_columns(path))
+        target = OUT / f"duckdb-{os.getpid()}.parquet"
+        try:
+            con.execute(f"COPY (SELECT {wanted} FROM '{path}') TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+            records = con.sql(f"SELECT count(*) FROM '{target}'").fetchall()[0][0]
+        finally:
+            target.unlink(missing_ok=True)
+        rejected = 0
     elif kind == "ingest":  # the CLI, into a fresh workspace
         workspace = OUT / f"ws-{os.getpid()}"
+        command = [sys.executable, "-m", "minewatch", "ingest", "-w", str(workspace), "-q", path]
+        if path.endswith(".parquet"):  # the canonical names; an explicit mapping, so older trees read it too
+            command += ["--map", ",".join(f"{name}={name}" for name in _canonical_columns(path))]
         try:
-            subprocess.run([sys.executable, "-m", "minewatch", "ingest", "-w", str(workspace), "-q", path], check=True)
+            subprocess.run(command, check=True)
             seconds = time.perf_counter() - started
             import pyarrow.parquet as pq
 
@@ -206,6 +225,23 @@ def run_one(kind: str, path: str) -> dict:
     return {"records": records, "rejected": rejected, "seconds": time.perf_counter() - started}
 
 
+def _canonical_columns(path: str) -> list[str]:
+    import pyarrow.parquet as pq
+
+    from minewatch.sources.tabular import MAPPABLE
+
+    return [name for name in pq.read_schema(path).names if name in MAPPABLE]
+
+
+def generate_parquet(path: Path, rows: int) -> None:
+    """Canonical FLOWS columns (as a workspace export or another tool writes them): the
+    generator of bench/behaviour_speed.py, row groups of 122,880 rows."""
+    sys.path.insert(0, str(HERE))
+    from behaviour_speed import generate
+
+    generate(path, rows)
+
+
 def measure(kind: str, path: Path, src: Path) -> dict:
     env = dict(os.environ, PYTHONPATH=str(src))
     process = subprocess.Popen([sys.executable, __file__, "--run", kind, str(path)], stdout=subprocess.PIPE, env=env)
@@ -229,7 +265,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nfdump-rows", type=int, default=5_000_000)
     parser.add_argument("--zeek-rows", type=int, default=2_000_000)
-    parser.add_argument("--only", choices=("nfdump", "zeek"), help="measure one format only")
+    parser.add_argument("--parquet-rows", type=int, default=5_000_000)
+    parser.add_argument("--only", choices=("nfdump", "zeek", "parquet"), help="measure one format only")
     parser.add_argument("--duckdb", action="store_true",
                         help="also time DuckDB reading the FLOWS columns of the nfdump file into a table")
     parser.add_argument("--ingest", action="store_true",
@@ -245,7 +282,7 @@ def main() -> None:
         return
     if args.generate:
         kind, path, rows = args.generate
-        (generate_nfdump if kind == "nfdump" else generate_zeek)(Path(path), int(rows))
+        {"nfdump": generate_nfdump, "zeek": generate_zeek, "parquet": generate_parquet}[kind](Path(path), int(rows))
         return
     OUT.mkdir(exist_ok=True)
     jobs = []
@@ -259,6 +296,12 @@ def main() -> None:
             jobs.append(("duckdb-table", "pyarrow-csv", path))
         if args.ingest:
             jobs.append(("ingest", "duckdb-parquet", path))
+    if args.only in (None, "parquet") and args.ingest:
+        path = OUT / f"canonical_flows_{args.parquet_rows}.parquet"
+        if not path.exists():
+            print(f"generating {path} ...", flush=True)
+            _generate("parquet", path, args.parquet_rows)
+        jobs.append(("ingest", "duckdb-copy", path))
     if args.only in (None, "zeek"):
         path = OUT / f"zeek_conn_{args.zeek_rows}.log"
         if not path.exists():

@@ -169,3 +169,34 @@ def test_one_column_for_two_canonical_ones_and_a_name_twice(tmp_path, monkeypatc
     assert flows.column("ts_end").equals(flows.column("ts_start"))
     twice = write(tmp_path, "\n".join([header + ",SrcAddr", *(r + ",10.9.9.9" for r in argus_rows(800))]) + "\n", "twice.csv")
     both_ways(twice, ARGUS, monkeypatch)
+
+
+def test_typed_protocol_and_flags_read_as_their_text_would(tmp_path):
+    """Integer ip_proto and tcp flags (Parquet) take a typed path: same values, same rejects."""
+    protos, flags = [6, 17, 1, 300, -1, None, 58], [27, 0, 300, 2, -5, None, 16]
+    columns = {"t": ["2024-03-01T02:00:00Z"] * 7, "a": ["10.0.0.1"] * 7, "b": ["10.0.0.2"] * 7}
+    mapping = {"ts_start": "t", "src_ip": "a", "dst_ip": "b", "ip_proto": "p", "src_tcp_flags": "f"}
+    typed = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({**columns, "p": pa.array(protos, pa.int32()), "f": pa.array(flags, pa.int64())}), typed)
+    text = tmp_path / "text.parquet"
+    pq.write_table(pa.table({**columns, "p": [None if v is None else str(v) for v in protos],
+                             "f": [None if v is None else str(v) for v in flags]}), text)
+    (a, stats_a), (b, stats_b) = read(typed, mapping), read(text, mapping)
+    assert a.drop_columns(["source_file"]).equals(b.drop_columns(["source_file"]))
+    assert [(r.line, r.reason) for r in stats_a.rejects] == [(r.line, r.reason) for r in stats_b.rejects]
+    assert [(r.line, r.reason) for r in stats_a.rejects] == [(4, "bad protocol in p"), (5, "bad protocol in p")]
+    rows = a.to_pylist()
+    assert [(r["ip_proto"], r["l4"], r["src_tcp_flags"]) for r in rows] == [
+        (6, "TCP", 27), (17, "UDP", 0), (1, "ICMP", 300 & 0xFF), (None, None, None), (58, "ICMPv6", 16)]
+
+
+def test_canonical_names_need_no_mapping(tmp_path):
+    path = write(tmp_path, "ts_start,src_ip,dst_ip,src_msgs,dst_msg_size_mean,other\n"
+                           "2024-03-01T02:00:00Z,10.0.0.1,10.0.0.2,4,120.5,x\n")
+    flows, stats = read(path, None)
+    row = flows.to_pylist()[0]
+    assert (row["src_msgs"], row["dst_msg_size_mean"], row["src_port"]) == (4, 120.5, None)
+    assert any("canonical names: ts_start, src_ip, dst_ip, src_msgs, dst_msg_size_mean" in n for n in stats.notes)
+    partial = write(tmp_path, "ts_start,src_ip,dport\n2024-03-01T02:00:00Z,10.0.0.1,80\n", "partial.csv")
+    with pytest.raises(InputError, match="dst_ip not found"):
+        read(partial, None)

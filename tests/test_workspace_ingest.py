@@ -193,3 +193,173 @@ def test_a_second_process_on_the_same_workspace_is_told_clearly(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+# ---- canonical flow tables without --map, the writing thread, day partitions ---------------
+
+from datetime import datetime, timedelta, timezone  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+import pyarrow.compute as pc  # noqa: E402
+
+from minewatch.schema.flows import FLOWS  # noqa: E402
+from minewatch.workspace import store  # noqa: E402
+
+UTC = timezone.utc
+
+
+def canonical_table(times: list[datetime]) -> pa.Table:
+    """FLOWS rows as another workspace would export them (payload heads left out)."""
+    n = len(times)
+    columns = {f.name: pa.nulls(n, f.type) for f in FLOWS if f.name not in ("src_payload_head", "dst_payload_head")}
+    columns.update(
+        source_file=pa.array(["elsewhere.pcap"] * n), flow_ref=pa.array(range(100, 100 + n), pa.int64()),
+        ts_start=pa.array(times, FLOWS.field("ts_start").type),
+        ts_end=pa.array([t + timedelta(seconds=30) for t in times], FLOWS.field("ts_end").type),
+        src_ip=pa.array([f"10.0.0.{i % 250 + 1}" for i in range(n)]),
+        dst_ip=pa.array(["192.0.2.7"] * n), dst_port=pa.array([3333] * n, pa.int32()),
+        ip_proto=pa.array([6] * n, pa.int16()), l4=pa.array(["TCP"] * n),
+        src_tcp_flags=pa.array([27] * n, pa.uint8()), src_msgs=pa.array(range(n), pa.int64()),
+        src_msg_size_mean=pa.array([150.5] * n), dst_msg_iat_std_ms=pa.array([2.25] * n))
+    return pa.table(columns)
+
+
+def stored_flows(ws: Path) -> pa.Table:
+    return pq.read_table(ws / "tables" / "flows", partitioning=None).sort_by("flow_ref")
+
+
+def test_canonical_parquet_ingests_without_a_mapping(tmp_path):
+    path = tmp_path / "export.parquet"
+    times = [datetime(2026, 11, 1, 9, 0, i, tzinfo=UTC) for i in range(5)]
+    pq.write_table(canonical_table(times), path)
+    result = run("ingest", path, "--workspace", tmp_path / "ws")
+    assert result.exit_code == 0, result.output
+    flows = stored_flows(tmp_path / "ws")
+    assert flows.num_rows == 5 and flows.schema.names == store.stored_schema("flows").names
+    row = flows.to_pylist()[2]
+    assert row["ts_start"] == times[2] and row["ts_end"] == times[2] + timedelta(seconds=30)
+    assert (row["src_ip"], row["dst_port"], row["l4"], row["src_tcp_flags"]) == ("10.0.0.3", 3333, "TCP", 27)
+    assert (row["src_msgs"], row["src_msg_size_mean"], row["dst_msg_iat_std_ms"]) == (2, 150.5, 2.25)
+    assert row["src_bytes"] is None
+    # the stored source_file and flow_ref name this input and its row, as for any input
+    assert row["source_file"] == str(path.resolve()) and row["flow_ref"] == 3
+    assert (tmp_path / "ws" / "tables" / "flows" / "source=parquet" / "day=2026-11-01").is_dir()
+
+
+def test_partial_canonical_names_in_csv_leave_the_rest_null(tmp_path):
+    path = tmp_path / "few.csv"
+    path.write_text("ts_start,src_ip,dst_ip,dst_port\n"
+                    "2026-11-01T10:00:00Z,10.0.0.5,192.0.2.7,3333\n"
+                    "2026-11-01T10:00:05Z,10.0.0.5,not-an-ip,3333\n")
+    result = run("ingest", path, "--workspace", tmp_path / "ws")
+    assert result.exit_code == 0, result.output
+    assert "accepted 1" in result.output and "rejected 1" in result.output
+    rows = stored_flows(tmp_path / "ws").to_pylist()
+    assert len(rows) == 1 and rows[0]["dst_port"] == 3333
+    assert rows[0]["ts_end"] == rows[0]["ts_start"]  # no end: the start
+    assert rows[0]["src_port"] is None and rows[0]["ip_proto"] is None and rows[0]["src_msgs"] is None
+    rejects = [json.loads(x) for x in next((tmp_path / "ws" / "rejects").glob("*.jsonl")).read_text().splitlines()]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(3, "bad address in dst_ip")]
+
+
+def test_table_without_canonical_names_or_mapping_fails_in_one_line(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("when,from,to\n2026-11-01T10:00:00Z,10.0.0.5,192.0.2.7\n")
+    result = run("ingest", path, "--workspace", tmp_path / "ws")
+    assert result.exit_code == 1
+    assert "other.csv" in result.output and "--map" in result.output and "ts_start, src_ip, dst_ip" in result.output
+    assert "Traceback" not in result.output
+    assert parquet_files(tmp_path / "ws") == []
+
+
+def test_write_error_gives_one_line_and_no_partition(tmp_path):
+    ws = tmp_path / "ws"
+    path = tmp_path / "export.parquet"
+    pq.write_table(canonical_table([datetime(2026, 11, 1, 9, 0, i, tzinfo=UTC) for i in range(5)]), path)
+    blocker = ws / "tables" / "flows" / "source=parquet"
+    blocker.parent.mkdir(parents=True)
+    blocker.write_text("a file where the partition folder goes")  # mkdir fails: a real OSError
+    result = run("ingest", path, LOGS / "dns.log", "--workspace", ws)
+    assert result.exit_code == 1
+    message = " ".join(result.output.split())  # the console wraps long lines
+    assert message.count("error:") == 1 and "Traceback" not in message
+    assert "export.parquet: cannot write to the workspace:" in message
+    assert "source=parquet" in result.output.replace("\n", "")
+    assert "4 records accepted" in message  # those of dns.log: the failed file keeps none
+    assert row_counts(ws) == {"dns": 4, "flows": 0}  # the other file went in
+    with Catalogue(ws / "catalog.duckdb", read_only=True) as cat:
+        statuses = {Path(f.path).name: f.status for f in cat.files()}
+    assert statuses == {"export.parquet": "failed", "dns.log": "done"}
+    blocker.unlink()  # fixed: the next run ingests it
+    again = run("ingest", path, "--workspace", ws)
+    assert again.exit_code == 0, again.output
+    assert row_counts(ws)["flows"] == 5
+
+
+def test_error_in_the_writing_thread_stops_the_ingest_and_is_undone(tmp_path):
+    ws_dir = tmp_path / "ws"
+    path = tmp_path / "export.parquet"
+    pq.write_table(canonical_table([datetime(2026, 11, 1, 9, 0, i, tzinfo=UTC) for i in range(5)]), path)
+
+    def disk_full(part):
+        raise OSError(28, "No space left on device", str(part))
+
+    report = ingest(Workspace(ws_dir), [str(path)], IngestOptions(on_part=disk_full))
+    assert report.files[0].status == "failed"
+    assert "cannot write to the workspace" in report.files[0].error and "No space left" in report.files[0].error
+    assert parquet_files(ws_dir) == []  # the part written before the error was removed
+
+
+@pytest.mark.parametrize("micros", [0, -1, 1, 86_400_000_000 - 1, 86_400_000_000, -86_400_000_000,
+                                    -86_400_000_001, 1_772_323_200_000_000, -62_135_596_800_000_000,
+                                    253_402_300_799_999_999])
+def test_day_of_a_time_is_what_strftime_gives(micros):
+    stamps = pa.array([micros], pa.int64()).cast(FLOWS.field("ts_start").type)
+    expected = pc.strftime(stamps, format="%Y-%m-%d")[0].as_py()
+    assert store.day_name(store.day_numbers(stamps)[0]) == expected
+
+
+def test_day_numbers_on_random_times_and_nulls():
+    rng = np.random.default_rng(7)
+    micros = rng.integers(-3_000_000_000_000_000, 3_000_000_000_000_000, 2000)
+    stamps = pa.array(list(micros) + [None], pa.int64()).cast(FLOWS.field("ts_start").type)
+    names = [store.day_name(d) for d in store.day_numbers(stamps)]
+    assert names == pc.fill_null(pc.strftime(stamps, format="%Y-%m-%d"), store.NO_DAY).to_pylist()
+
+
+def test_midnight_and_pre_1970_records_land_in_their_days(tmp_path, monkeypatch):
+    monkeypatch.setattr(store, "PART_ROWS", 2)  # several parts per day, buffers written mid-file
+    times = [datetime(2026, 11, 1, 23, 59, 59, 999999, tzinfo=UTC), datetime(2026, 11, 2, tzinfo=UTC),
+             datetime(2026, 11, 2, 0, 0, 0, 1, tzinfo=UTC), datetime(1969, 12, 31, 23, 59, 59, tzinfo=UTC),
+             datetime(1970, 1, 1, tzinfo=UTC), datetime(2026, 11, 1, tzinfo=UTC), datetime(2026, 11, 2, 1, tzinfo=UTC)]
+    path = tmp_path / "edges.parquet"
+    pq.write_table(canonical_table(times), path)
+    report = ingest(Workspace(tmp_path / "ws"), [str(path)])
+    assert report.files[0].status == "ingested", report.files[0].error
+    base = tmp_path / "ws" / "tables" / "flows" / "source=parquet"
+    days = {d.name: sum(pq.ParquetFile(f).metadata.num_rows for f in d.glob("*.parquet")) for d in base.iterdir()}
+    assert days == {"day=2026-11-01": 2, "day=2026-11-02": 3, "day=1969-12-31": 1, "day=1970-01-01": 1}
+    assert len(list(base.rglob("*.parquet"))) == 4  # one batch: one part per day
+    stored = stored_flows(tmp_path / "ws")
+    assert stored.column("ts_start").to_pylist() == times  # flow_ref order is the file's order
+    assert not list(base.rglob(".*"))  # no temporary file left
+
+
+def test_writer_output_is_the_same_whatever_the_part_size(tmp_path, monkeypatch):
+    start = datetime(2026, 11, 1, 22, tzinfo=UTC)
+    table = canonical_table([start + timedelta(minutes=50 * i) for i in range(60)])  # over three days
+    tables, parts = [], []
+    for part_rows in (1_000_000, 7):
+        monkeypatch.setattr(store, "PART_ROWS", part_rows)
+        ws = Workspace(tmp_path / f"ws{part_rows}").create()
+        writer = store.InputWriter(ws, "ab" * 32, "parquet", source_file="export.parquet")
+        for batch in table.to_batches(max_chunksize=5):
+            writer.write("flows", batch)
+        writer.close()
+        assert writer.rows == {"flows": 60}
+        tables.append(stored_flows(ws.root))
+        parts.append(len(parquet_files(ws.root)))
+    assert tables[0].num_rows == 60 and tables[0].equals(tables[1])
+    assert set(tables[0].column("source_file").to_pylist()) == {"export.parquet"}
+    assert parts[0] == 3 and parts[1] > 3

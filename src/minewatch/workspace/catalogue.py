@@ -114,6 +114,11 @@ class Catalogue:
                                 [source_file, sha256]).fetchall()
         return rows[0][0] > 0
 
+    def done_with_size(self, size: int) -> bool:
+        """True when some content of this size is ingested (the same file again, likely)."""
+        rows = self.con.execute("SELECT count(*) FROM files WHERE size = ? AND status = 'done'", [size]).fetchall()
+        return rows[0][0] > 0
+
     def start_file(self, sha256: str, path: str, source_file: str, size: int, fmt: str | None) -> None:
         self.con.execute("DELETE FROM files WHERE sha256 = ?", [sha256])
         self.con.execute(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -22,7 +23,7 @@ from minewatch.sources import ReadStats, sha256_file
 from minewatch.sources._records import Reject, SourceStats
 from minewatch.sources.detect_format import detect_format
 from minewatch.workspace.catalogue import Catalogue
-from minewatch.workspace.store import InputWriter, Workspace, write_rejects
+from minewatch.workspace.store import InputWriter, Workspace, WorkspaceWriteError, write_rejects
 
 GENERIC_TABLES = ("csv", "parquet")
 
@@ -87,30 +88,76 @@ def ingest(ws: Workspace, paths: list[str], options: IngestOptions | None = None
     return report
 
 
+class _AlreadyDone(Exception):
+    """The catalogue lists the file's content as ingested: nothing to add."""
+
+
+class _Entry:
+    """One input's place in the catalogue. Its hash is computed in a thread from the
+    start, while the file is read; `start` waits for it, then skips a content already
+    done, undoes what an interrupted run left, and writes the `started` row."""
+
+    def __init__(self, ws: Workspace, cat: Catalogue, path: str, size: int, result: FileResult):
+        self.ws, self.cat, self.path, self.size, self.result = ws, cat, path, size, result
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="minewatch-hash")
+        self._hashing = self._pool.submit(sha256_file, path)
+        self.started = False
+        self.source_file: str | None = None
+
+    def hashed(self) -> bool:
+        return self._hashing.done()
+
+    def start(self) -> str:
+        """The source_file value for the file's rows; raises _AlreadyDone."""
+        result = self.result
+        try:
+            result.sha256 = sha = self._hashing.result()
+        except OSError as exc:  # the file went away or became unreadable while hashed
+            raise InputError(self.path, exc.strerror or str(exc)) from None
+        previous = self.cat.file(sha)
+        if previous is not None and previous.status == "done":
+            result.format = previous.format
+            raise _AlreadyDone(f"already ingested as {previous.path}")
+        result.status = "ingested" if previous is None else "redone"
+        if previous is not None:  # interrupted or failed before: undo what it left, then redo
+            self.ws.remove_input(sha)
+        source_file = str(Path(self.path).resolve())
+        if self.cat.source_file_taken(source_file, sha):  # same name, other content (a rotated log)
+            source_file = f"{source_file}#sha256:{sha[:16]}"
+        self.cat.start_file(sha, self.path, source_file, self.size, result.format)
+        self.started, self.source_file = True, source_file
+        return source_file
+
+    def fail(self, error: str) -> None:
+        """Undo what the input wrote and say why in the catalogue (nothing of it is kept)."""
+        if not self.started:
+            try:
+                self.start()
+            except InputError:  # not even hashed: nothing in the catalogue
+                pass
+        result = self.result
+        result.status, result.error, result.tables, result.accepted = "failed", error, {}, 0
+        if self.started:
+            self.ws.remove_input(result.sha256)
+            self.cat.fail_file(result.sha256, error, result.rejected)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
 def ingest_file(ws: Workspace, cat: Catalogue, path: str, options: IngestOptions,
                 detector_errors: list[str], in_folder: bool = False) -> FileResult:
     """Ingest one file. A file met while walking a folder that is of no known input format
     (a README, a list) is ignored and counted; named explicitly, it fails."""
     result = FileResult(path)
     try:
+        if Path(path).is_dir():
+            raise IsADirectoryError(21, "is a directory")
         size = Path(path).stat().st_size
-        result.sha256 = sha = sha256_file(path)
-    except IsADirectoryError:
-        result.status, result.error = "failed", f"{path}: is a directory"
-        return result
+        open(path, "rb").close()
     except OSError as exc:
         result.status, result.error = "failed", f"{path}: {exc.strerror or exc}"
         return result
-    previous = cat.file(sha)
-    if previous is not None and previous.status == "done":
-        result.status, result.format = "skipped", previous.format
-        result.notes.append(f"already ingested as {previous.path}")
-        return result
-    if previous is not None:  # interrupted or failed before: undo what it left, then redo
-        ws.remove_input(sha)
-    source_file = str(Path(path).resolve())
-    if cat.source_file_taken(source_file, sha):  # same name, other content (a rotated log)
-        source_file = f"{source_file}#sha256:{sha[:16]}"
     try:
         result.format, format_error = detect_format(path), None
     except InputError as exc:
@@ -118,29 +165,59 @@ def ingest_file(ws: Workspace, cat: Catalogue, path: str, options: IngestOptions
         if in_folder:
             result.status, result.error = "ignored", exc.reason
             return result
-    cat.start_file(sha, path, source_file, size, result.format)
-    writer = InputWriter(ws, sha, result.format or "unknown", options.on_part)
+    entry = _Entry(ws, cat, path, size, result)
+    try:
+        return _ingest_entry(entry, path, options, detector_errors, format_error)
+    except _AlreadyDone as done:  # whatever was read meanwhile is dropped
+        result.status, result.notes, result.tables = "skipped", [str(done)], {}
+        result.accepted = result.rejected = 0
+        result.reasons, result.rejects_file = Counter(), None
+        return result
+    finally:
+        entry.close()
+
+
+def _ingest_entry(entry: _Entry, path: str, options: IngestOptions, detector_errors: list[str],
+                  format_error: InputError | None) -> FileResult:
+    result = entry.result
+    # Reading starts before the hash is known unless the content may well be in the
+    # catalogue already (a file of the same size is), or a capture (evidence rows carry it).
+    overlap = format_error is None and result.format != "pcap" and not entry.cat.done_with_size(entry.size)
+    try:
+        source_file = None if overlap else entry.start()
+    except InputError as exc:
+        result.status, result.error = "failed", str(exc)
+        return result
+    writer = InputWriter(entry.ws, result.sha256, result.format or "unknown", options.on_part,
+                         source_file if result.format != "pcap" else None)  # capture rows carry it
     try:
         if format_error is not None:
             raise format_error
         if result.format == "pcap":
-            _ingest_capture(path, source_file, sha, writer, options, result, detector_errors)
+            _ingest_capture(path, source_file, result.sha256, writer, options, result, detector_errors)
         else:
-            _ingest_records(path, source_file, writer, options, result)
+            _ingest_records(path, entry, writer, options, result)
+        writer.close()
+    except _AlreadyDone:
+        writer.abort()
+        raise
     except InputError as exc:
-        ws.remove_input(sha)
-        result.status, result.error = "failed", str(exc)
-        result.tables = {}
-        cat.fail_file(sha, str(exc), result.rejected)
+        writer.abort()
+        entry.fail(str(exc))
+        return result
+    except WorkspaceWriteError as exc:
+        writer.abort()
+        entry.fail(f"{path}: {exc}")
         return result
     except Exception as exc:  # a reader bug must not stop the other files
-        ws.remove_input(sha)
-        result.status, result.error = "failed", f"{path}: internal error while reading: {exc!r}"
-        cat.fail_file(sha, result.error, result.rejected)
+        writer.abort()
+        entry.fail(f"{path}: internal error while reading: {exc!r}")
         return result
+    except BaseException:  # interrupted: the `started` row makes the next run undo it
+        writer.abort()
+        raise
     result.tables = dict(writer.rows)
-    cat.finish_file(sha, result.accepted, result.rejected, result.tables, result.notes)
-    result.status = "ingested" if previous is None else "redone"
+    entry.cat.finish_file(result.sha256, result.accepted, result.rejected, result.tables, result.notes)
     return result
 
 
@@ -163,30 +240,39 @@ def _record_batches(path: str, fmt: str, stats: SourceStats, options: IngestOpti
     if fmt == "dnslog":
         from minewatch.sources.dnslog import read_dnslog
         return read_dnslog(path, stats=stats, naive_tz=options.naive_tz)
-    if fmt in GENERIC_TABLES:
-        if not options.mapping:
-            raise InputError(path, f"a generic {fmt} table needs a column mapping "
-                                   "(--map ts_start=...,src_ip=...,dst_ip=...)")
+    if fmt in GENERIC_TABLES:  # without a mapping: the columns with canonical names
         from minewatch.sources.tabular import read_tabular
         return read_tabular(path, options.mapping, stats=stats, naive_tz=options.naive_tz)
     raise InputError(path, f"no reader for format {fmt}")
 
 
-def _ingest_records(path: str, source_file: str, writer: InputWriter, options: IngestOptions,
+def _ingest_records(path: str, entry: _Entry, writer: InputWriter, options: IngestOptions,
                     result: FileResult) -> None:
+    """Batches go to the writer as they come; it learns the file's hash and stored name
+    (`identify`) as soon as the hash is done, and writes no part file before."""
     stats = SourceStats(path)
     try:
         for table_name, batch in _record_batches(path, result.format, stats, options):
-            writer.write(table_name, _with_source(batch, source_file))
+            if writer.sha256 is None and (entry.hashed() or writer.must_identify()):
+                _identify(writer, entry)
+            writer.write(table_name, batch)
+        if writer.sha256 is None:
+            _identify(writer, entry)
     finally:
         result.accepted, result.rejected = stats.accepted_total, stats.rejected_total
         result.reasons = Counter(stats.rejected)
         result.notes.extend(stats.notes)
         if stats.ignored:
             result.notes.append("ignored " + ", ".join(f"{n} {k}" for k, n in stats.ignored.most_common()))
+    source_file = entry.source_file
     rejects = [Reject(source_file, r.line, r.reason, r.raw) for r in stats.rejects]
     if write_rejects(writer.ws, writer.sha256, rejects, stats.rejects_not_kept, source_file):
         result.rejects_file = str(writer.ws.rejects_path(writer.sha256))
+
+
+def _identify(writer: InputWriter, entry: _Entry) -> None:
+    source_file = entry.start()
+    writer.identify(entry.result.sha256, source_file)
 
 
 def _capture_batches(path: str, stats: ReadStats) -> Iterator[pa.RecordBatch]:

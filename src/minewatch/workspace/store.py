@@ -8,21 +8,27 @@
 
 Every file written for an input carries the input's hash prefix in its name, so an
 interrupted ingest can be undone by name alone. A part file is written under a hidden
-temporary name and renamed when complete: readers never see half a file.
+temporary name and renamed when complete: readers never see half a file. The day of a
+row is its time's UTC date (`day_numbers`); rows without a time go to day=unknown.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import queue
 import shutil
+import threading
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from minewatch.errors import MinewatchError
 from minewatch.schema import EVIDENCE, TABLES
 
 SHA_PREFIX = 16
@@ -108,48 +114,182 @@ class Workspace:
             shutil.rmtree(old)
 
 
-def _days(table: pa.Table, column: str) -> pa.Array:
-    return pc.fill_null(pc.strftime(table.column(column), format="%Y-%m-%d"), NO_DAY)
+DAY_US = 86_400_000_000
+_EPOCH = date(1970, 1, 1)
+_NULL_DAY = np.iinfo(np.int64).min  # a missing time: the `unknown` partition
+# Rows are gathered per partition and written in parts of up to PART_ROWS rows or
+# PART_BYTES (Arrow buffers); fewer, larger parts cost less to write than one per batch
+# (~0.6 vs ~1.0 us per flow row) and compress better. Over all partitions, at most
+# BUFFERED_BYTES are held: beyond, the fullest partition is written.
+PART_ROWS = 500_000
+PART_BYTES = 64 << 20
+BUFFERED_BYTES = 128 << 20
+QUEUE_BATCHES = 4  # batches handed over and not yet taken by the writing thread
+
+
+class WorkspaceWriteError(MinewatchError):
+    """The workspace could not be written (disk full, no permission)."""
+
+
+def day_numbers(column) -> np.ndarray:
+    """Days since 1970-01-01 (UTC) of a timestamp[us, UTC] column, floored (times before
+    1970 belong to the day before); missing times get `_NULL_DAY`."""
+    micros = pc.cast(column, pa.int64())
+    days = np.floor_divide(pc.fill_null(micros, 0).to_numpy(), DAY_US)
+    if micros.null_count:
+        days[pc.is_null(micros).to_numpy(zero_copy_only=False)] = _NULL_DAY
+    return days
+
+
+def day_name(number: int) -> str:
+    """`YYYY-MM-DD` of a day number, as strftime('%Y-%m-%d') writes it."""
+    if number == _NULL_DAY:
+        return NO_DAY
+    try:
+        return (_EPOCH + timedelta(days=int(number))).isoformat()
+    except OverflowError:  # beyond year 9999
+        stamp = pa.scalar(int(number) * DAY_US, pa.int64()).cast(pa.timestamp("us", tz="UTC"))
+        return pc.strftime(stamp, format="%Y-%m-%d").as_py()
+
+
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """Columns worth a dictionary: not the floating ones (means, deviations), whose
+    values rarely repeat; trying costs ~30% of the write of a packet-derived flow table."""
+    return [f.name for f in schema if not pa.types.is_floating(f.type)]
+
+
+class _Stopped(Exception):
+    """The ingest was abandoned: the writing thread drops what it holds."""
 
 
 class InputWriter:
-    """Writes the batches of one input file into day partitions, named after its hash."""
+    """Writes the batches of one input file into day partitions, named after its hash.
 
-    def __init__(self, ws: Workspace, sha256: str, source: str,
-                 on_part: Callable[[Path], None] | None = None):
-        self.ws, self.sha256, self.source = ws, sha256, partition_value(source)
-        self.prefix = sha256[:SHA_PREFIX]
+    `write` hands a batch to a writing thread (through a short queue, so the reader
+    waits when the writer lags and memory stays flat) and returns; the thread casts,
+    splits by day, gathers rows per partition and writes part files of up to PART_ROWS
+    rows. Part names need the input's hash: when it is not known yet (it is computed
+    while the file is read), the thread gathers rows and waits for `identify` before its
+    first file. `close` waits for the last file and raises what the thread met;
+    `abort` drops everything not yet written."""
+
+    def __init__(self, ws: Workspace, sha256: str | None, source: str,
+                 on_part: Callable[[Path], None] | None = None, source_file: str | None = None):
+        self.ws, self.source = ws, partition_value(source)
+        self.sha256 = self.prefix = None
+        self.source_file = None  # when set, the value of every row's source_file column
         self.parts = 0
         self.rows: dict[str, int] = {}
-        self.on_part = on_part  # called after each part file (progress, tests)
+        self.on_part = on_part  # called after each part file (progress, tests), in the writing thread
+        self._queue: queue.Queue = queue.Queue(QUEUE_BATCHES)
+        self._identified = threading.Event()
+        self._stopping = False
+        self._error: BaseException | None = None
+        self._buffers: dict[tuple[str, Path], list[pa.Table]] = {}
+        self._buffered: dict[tuple[str, Path], tuple[int, int]] = {}  # rows, bytes
+        if sha256 is not None:
+            self.identify(sha256, source_file)
+        self._thread = threading.Thread(target=self._run, name="minewatch-writer", daemon=True)
+        self._thread.start()
+
+    def identify(self, sha256: str, source_file: str | None = None) -> None:
+        self.sha256, self.prefix, self.source_file = sha256, sha256[:SHA_PREFIX], source_file
+        self._identified.set()
+
+    def must_identify(self) -> bool:
+        """True when `write` would wait for a thread that waits for `identify` (the
+        queue is full: only the caller fills it)."""
+        return self.sha256 is None and self._queue.full()
 
     def write(self, table_name: str, batch: pa.RecordBatch | pa.Table) -> None:
-        if batch.num_rows == 0:
-            return
+        self._raise_error()
+        if batch.num_rows:
+            self._queue.put((table_name, batch))
+
+    def close(self) -> None:
+        """Write what is gathered, wait for the thread; raises its error if it met one."""
+        self._queue.put(None)
+        self._thread.join()
+        self._raise_error()
+
+    def abort(self) -> None:
+        """Stop without writing more (files already renamed stay: the caller removes them)."""
+        self._stopping = True
+        self._identified.set()
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _run(self) -> None:
+        item = ()
+        try:
+            while (item := self._queue.get()) is not None:
+                if not self._stopping:
+                    self._add(*item)
+            if not self._stopping:
+                for key in sorted(self._buffers, key=str):
+                    self._flush(key)
+        except _Stopped:
+            pass
+        except OSError as exc:
+            where = exc.filename or self.ws.tables_dir
+            self._error = WorkspaceWriteError(f"cannot write to the workspace: {where}: {exc.strerror or exc}")
+        except BaseException as exc:  # re-raised in the caller's thread
+            self._error = exc
+        while item is not None:  # keep taking, so that a caller never blocks on a full queue
+            item = self._queue.get()
+
+    def _add(self, table_name: str, batch: pa.RecordBatch | pa.Table) -> None:
         table = batch if isinstance(batch, pa.Table) else pa.Table.from_batches([batch])
         schema = stored_schema(table_name)
         table = table.select(schema.names).cast(schema)
         if table_name == "evidence":
             for detector in pc.unique(table.column("detector")).to_pylist():
                 subset = table.filter(pc.equal(table.column("detector"), detector))
-                self._write_days(subset, self.ws.detector_dir(detector), "evidence")
+                self._add_days(subset, self.ws.detector_dir(detector), "evidence")
         else:
-            self._write_days(table, self.ws.tables_dir / table_name / f"source={self.source}", table_name)
+            self._add_days(table, self.ws.tables_dir / table_name / f"source={self.source}", table_name)
         self.rows[table_name] = self.rows.get(table_name, 0) + table.num_rows
 
-    def _write_days(self, table: pa.Table, base: Path, table_name: str) -> None:
-        days = _days(table, TIME_COLUMN.get(table_name, "ts"))
-        for day in pc.unique(days).to_pylist():
-            part = table if len(pc.unique(days)) == 1 else table.filter(pc.equal(days, day))
-            folder = base / f"day={day}"
-            folder.mkdir(parents=True, exist_ok=True)
-            name = f"part-{self.prefix}-{self.parts:05d}.parquet"
-            tmp = folder / f".{name}.tmp"
-            pq.write_table(part, tmp, compression="zstd")
-            os.replace(tmp, folder / name)
-            self.parts += 1
-            if self.on_part:
-                self.on_part(folder / name)
+    def _add_days(self, table: pa.Table, base: Path, table_name: str) -> None:
+        days = day_numbers(table.column(TIME_COLUMN.get(table_name, "ts")))
+        distinct = days[:1] if len(days) and days.min() == days.max() else np.unique(days)  # mostly one day
+        for day in distinct:
+            part = table if len(distinct) == 1 else table.filter(pa.array(days == day))
+            key = (table_name, base / f"day={day_name(day)}")
+            self._buffers.setdefault(key, []).append(part)
+            rows, size = self._buffered.get(key, (0, 0))
+            rows, size = rows + part.num_rows, size + part.get_total_buffer_size()
+            self._buffered[key] = rows, size
+            if rows >= PART_ROWS or size >= PART_BYTES:
+                self._flush(key)
+        while sum(size for _, size in self._buffered.values()) > BUFFERED_BYTES:
+            self._flush(max(self._buffered, key=lambda k: self._buffered[k][1]))
+
+    def _flush(self, key: tuple[str, Path]) -> None:
+        table_name, folder = key
+        pieces = self._buffers.pop(key)
+        self._buffered.pop(key)
+        self._identified.wait()
+        if self._stopping:
+            raise _Stopped
+        table = pa.concat_tables(pieces)
+        if self.source_file is not None and "source_file" in table.schema.names:
+            index = table.schema.get_field_index("source_file")
+            table = table.set_column(index, table.schema.field(index),
+                                     pa.repeat(self.source_file, table.num_rows))
+        folder.mkdir(parents=True, exist_ok=True)
+        name = f"part-{self.prefix}-{self.parts:05d}.parquet"
+        tmp = folder / f".{name}.tmp"
+        self.parts += 1
+        pq.write_table(table, tmp, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
+        os.replace(tmp, folder / name)
+        if self.on_part:
+            self.on_part(folder / name)
 
 
 def write_rejects(ws: Workspace, sha256: str, rejects: Iterable, not_kept: int, source_file: str) -> int:

@@ -130,3 +130,15 @@ def test_wallets_are_short_unless_asked(tmp_path):
     assert "…" in short
     long_logins = [json.loads(l)["details"].get("worker", "") for l in full.splitlines()]
     assert any(len(w) > 90 for w in long_logins)
+
+
+def test_names_with_brackets_are_printed_as_given(tmp_path):
+    """File names and messages are the user's text, not console markup."""
+    bad = tmp_path / "day[1] [bold]capture.pcap"
+    bad.write_bytes(b"not a capture at all, just text" * 4)
+    r = run("scan", str(bad), str(tmp_path / "missing[red].pcap"), "--output", str(tmp_path / "e.jsonl"))
+    assert r.returncode == 1
+    assert "day[1] [bold]capture.pcap" in r.stderr and "missing[red].pcap" in r.stderr
+    ws = tmp_path / "ws[x]"
+    r = run("ingest", str(tmp_path / "gone[1].csv"), "--workspace", str(ws))
+    assert r.returncode == 1 and "gone[1].csv: " in r.stderr

@@ -8,6 +8,7 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 from rich.table import Table
 
@@ -20,7 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True, highlight=False)  # progress, warnings, errors
+err = Console(stderr=True, highlight=False, soft_wrap=True)  # progress, warnings, errors
 
 
 def _version(value: bool):
@@ -40,7 +41,7 @@ def _load_context(intel_files: list[str], show_wallets: bool):
 
     intel = IntelSet.load(extra_files=intel_files)
     for problem in intel.problems:
-        err.print(f"[yellow]warning:[/] {problem}")
+        err.print(f"[yellow]warning:[/] {escape(str(problem))}")
     return Context(show_wallets=show_wallets, intel=intel)
 
 
@@ -158,7 +159,7 @@ def scan(
     try:
         if interface:
             if not quiet:
-                err.print(f"capturing on {interface}" + (f" for {duration:g} s" if duration else " (Ctrl-C to stop)"))
+                err.print(f"capturing on {escape(str(interface))}" + (f" for {duration:g} s" if duration else " (Ctrl-C to stop)"))
             try:
                 consume(scanner.scan_interface(interface, duration, save_capture))
             except KeyboardInterrupt:
@@ -170,7 +171,7 @@ def scan(
                 task = progress.add_task("scanning", total=sum(sizes.values()) or None)
                 done_before = 0
                 for f in files:
-                    progress.update(task, description=f"scanning {Path(f).name[:40]}")
+                    progress.update(task, description=f"scanning {escape(Path(f).name[:40])}")
                     consume(scanner.scan_file(
                         f, on_progress=lambda n, base=done_before: progress.update(task, completed=base + n)
                     ))
@@ -182,9 +183,9 @@ def scan(
 
     report = scanner.report
     for stats in report.failed:
-        err.print(f"[red]error:[/] {stats.path}: {stats.error}")
+        err.print(f"[red]error:[/] {escape(str(stats.path))}: {escape(str(stats.error))}")
     for message in report.detector_errors:
-        err.print(f"[yellow]warning:[/] {message}")
+        err.print(f"[yellow]warning:[/] {escape(str(message))}")
     if not quiet:
         import pyarrow as pa
 
@@ -194,7 +195,7 @@ def scan(
         print_host_table(summary, host_findings(evidence, home))
         print_read_summary(summary, report)
         if writer and output != "-":
-            summary.print(f"{writer.rows:,} evidence records written to {output}")
+            summary.print(f"{writer.rows:,} evidence records written to {output}", markup=False)
     if report.failed:
         raise typer.Exit(1)
 
@@ -240,7 +241,7 @@ def main() -> None:
     try:
         app()
     except MinewatchError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(f"[red]error:[/] {escape(str(exc))}")
         sys.exit(2 if isinstance(exc, UsageError) else 1)
     except KeyboardInterrupt:
         err.print("interrupted")

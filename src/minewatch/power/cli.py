@@ -13,6 +13,7 @@ from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from minewatch.errors import MinewatchError
@@ -44,18 +45,18 @@ def ingest_cmd(
 
             res = ingest_file(workspace, f, tz, unit)
         except MinewatchError as e:
-            err.print(f"[red]error:[/red] {e}")
+            err.print(f"[red]error:[/red] {escape(str(e))}")
             failed += 1
             continue
         if res.skipped:
-            out.print(f"{f}: already ingested (sha256 {res.sha256[:12]}), nothing added")
+            out.print(f"{f}: already ingested (sha256 {res.sha256[:12]}), nothing added", markup=False)
             continue
-        out.print(f"{f}: {res.readings:,} readings of {res.meters:,} meters ({'; '.join(res.notes)})")
+        out.print(f"{f}: {res.readings:,} readings of {res.meters:,} meters ({'; '.join(res.notes)})", markup=False)
         bad = [r for r in res.quality if r.summary() != "clean"]
         if bad:
             out.print(f"  {len(bad)} meters with input problems (all counted in catalog table `quality`):")
             for r in bad[:show_meters]:
-                out.print(f"  {r.meter_id}: {r.summary()}")
+                out.print(f"  {r.meter_id}: {r.summary()}", markup=False)
     if metadata:
         try:
             from minewatch.power.ingest import load_metadata
@@ -63,7 +64,7 @@ def ingest_cmd(
             n = load_metadata(workspace, metadata)
             out.print(f"metadata: {n} meters described")
         except MinewatchError as e:
-            err.print(f"[red]error:[/red] {e}")
+            err.print(f"[red]error:[/red] {escape(str(e))}")
             failed += 1
     if failed:
         raise typer.Exit(1)
@@ -85,10 +86,10 @@ def score_cmd(
     try:
         records = score_workspace(workspace, utc_offset, engine, spark_master)
     except MinewatchError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2 if isinstance(e, UsageError) else 1)
     if not records:
-        err.print(f"[red]error:[/red] no readings in {workspace}: run `minewatch meters ingest` first")
+        err.print(f"[red]error:[/red] no readings in {escape(str(workspace))}: run `minewatch meters ingest` first")
         raise typer.Exit(1)
     lines = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
     if output is None:
@@ -98,7 +99,7 @@ def score_cmd(
     flagged = [r for r in records if r["flagged"]]
     out.print(f"{len(records):,} meters scored ({engine}), {len(flagged):,} flagged -> {output}")
     for r in flagged[:top]:
-        out.print(f"  {r['meter_id']}  score {r['score']:.2f}  {r['explanation']}")
+        out.print(f"  {r['meter_id']}  score {r['score']:.2f}  {r['explanation']}", markup=False)
 
 
 def _chart(days, mean, base, onset: Optional[int],
@@ -155,7 +156,7 @@ def show_cmd(
     from minewatch.power.scoring import meter_daily
     dm, rec = meter_daily(workspace, meter_id, utc_offset)
     if rec is None or not len(dm.meters):
-        err.print(f"[red]error:[/red] meter {meter_id!r} is not in {workspace}")
+        err.print(f"[red]error:[/red] meter {escape(repr(meter_id))} is not in {escape(str(workspace))}")
         raise typer.Exit(1)
     days = dm.day0 + np.arange(dm.base.shape[1])
     onset = None
@@ -163,12 +164,12 @@ def show_cmd(
         from datetime import date
         onset = (date.fromisoformat(rec["onset"]) - date(1970, 1, 1)).days
     pre = float(rec.get("tests", {}).get("pre_base") or 0.0)
-    out.print(f"meter {meter_id}: {'[bold red]FLAGGED[/bold red]' if rec['flagged'] else 'not flagged'}"
+    out.print(f"meter {escape(meter_id)}: {'[bold red]FLAGGED[/bold red]' if rec['flagged'] else 'not flagged'}"
               f"  score {rec['score']:.2f}")
     for line in _chart(days, dm.mean[0], dm.base[0], onset, rec["estimated_kw"], pre, width, height):
         out.print(line, markup=False)
     out.print("█ daily base (minimum)  ░ daily mean  | onset  ─ base before onset + estimated miner load")
-    out.print(rec["explanation"])
+    out.print(rec["explanation"], markup=False)
     if rec["estimated_units"]:
         cat = eq.load_catalogue()
         out.print("estimated units: " + ", ".join(f"{cat[k].name} {v}" for k, v in rec["estimated_units"].items()))
@@ -199,7 +200,7 @@ def estimate_cmd(
     try:
         est = eq.estimate_fleet(list(zip(model, count)), uptime, pue)
     except MinewatchError as e:
-        err.print(f"[red]error:[/red] {e}")
+        err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2)
     if as_json:
         out.print_json(data={

@@ -10,12 +10,13 @@ from typing import List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from minewatch.errors import UsageError
 
 WORKSPACE_HELP = "Workspace folder (Parquet tables + catalog.duckdb); created by ingest."
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 def _console() -> Console:
@@ -30,23 +31,25 @@ def _intel(files: list[str]):
 
     intel = IntelSet.load(extra_files=files)
     for problem in intel.problems:
-        err.print(f"[yellow]warning:[/] {problem}")
+        err.print(f"[yellow]warning:[/] {escape(str(problem))}")
     return intel
 
 
 def _describe_file(result) -> str:
+    """One line of rich markup about one input (its names and messages escaped)."""
+    path, error = escape(str(result.path)), escape(str(result.error))
     if result.status == "failed":
-        return f"[red]error:[/] {result.error}"
+        return f"[red]error:[/] {error}"
     if result.status == "skipped":
-        return f"{result.path}: already ingested, nothing added"
+        return f"{path}: already ingested, nothing added"
     if result.status == "ignored":
-        return f"[dim]{result.path}: ignored ({result.error})[/]"
+        return f"[dim]{path}: ignored ({error})[/]"
     tables = ", ".join(f"{t} {n:,}" for t, n in sorted(result.tables.items())) or "no rows"
-    text = f"{result.path}: {result.format}, accepted {result.accepted:,} ({tables}), rejected {result.rejected:,}"
+    text = f"{path}: {result.format}, accepted {result.accepted:,} ({tables}), rejected {result.rejected:,}"
     if result.reasons:
-        text += " (" + "; ".join(f"{n} {r}" for r, n in result.reasons.most_common(3)) + ")"
+        text += " (" + escape("; ".join(f"{n} {r}" for r, n in result.reasons.most_common(3))) + ")"
     if result.rejects_file:
-        text += f" -> {result.rejects_file}"
+        text += f" -> {escape(str(result.rejects_file))}"
     if result.status == "redone":
         text += " [yellow](an earlier, unfinished ingest of this file was undone)[/]"
     return text
@@ -78,7 +81,7 @@ def ingest(
 
     report = run_ingest(Workspace(workspace), list(paths), options, on_file=show)
     for message in report.detector_errors:
-        err.print(f"[yellow]warning:[/] {message}")
+        err.print(f"[yellow]warning:[/] {escape(str(message))}")
     if not quiet:
         accepted = sum(f.accepted for f in report.files)
         rejected = sum(f.rejected for f in report.files)
@@ -124,9 +127,9 @@ def detect(
 
         report = DuckDBEngine(Workspace(workspace), _intel(intel), memory_limit, threads).run(detector or None)
     for problem in report.problems:
-        err.print(f"[yellow]warning:[/] {problem}")
+        err.print(f"[yellow]warning:[/] {escape(str(problem))}")
     for result in report.failed:
-        err.print(f"[red]error:[/] detector {result.id} failed: {result.error}")
+        err.print(f"[red]error:[/] detector {result.id} failed: {escape(str(result.error))}")
     if not quiet:
         table = Table(title=f"Detector run {report.run_id} ({engine})")
         for col in ("detector", "version", "evidence", "seconds", "status"):
@@ -191,4 +194,4 @@ def evidence(
     finally:
         writer.close()
     if output != "-":
-        err.print(f"{rows:,} evidence records written to {output}")
+        err.print(f"{rows:,} evidence records written to {output}", markup=False)

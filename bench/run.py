@@ -9,7 +9,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 BENCHES = [
     ("pcap_bench.py", []),  # minewatch scan vs ndpiReader on 1M and 2M packets
-    ("ingest_bench.py", []),  # nfdump CSV and Zeek conn readers vs a bare pyarrow CSV read
+    ("ingest_bench.py", ["--duckdb", "--ingest"]),  # readers and `minewatch ingest` vs pyarrow / DuckDB
     ("behaviour_speed.py", ["--rows", "50000000", "--engine"]),  # SQL detectors vs a bare scan, 50 M flows
     ("spark_bench.py", []),  # the SQL detector set on DuckDB and on Spark local mode (3 M flows)
     ("power_bench.py", ["--meters", "1000000", "--days", "30"]),

@@ -142,6 +142,17 @@ def generate_zeek(path: Path, rows: int) -> None:
 # ---------------------------------------------------------------- one measurement (child process)
 
 
+
+def _duckdb_copy(con, select: str) -> int:
+    """DuckDB writes `select` to a zstd Parquet file (removed afterwards): records written."""
+    target = OUT / f"duckdb-{os.getpid()}.parquet"
+    try:
+        con.execute(f"COPY ({select}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+        return con.sql(f"SELECT count(*) FROM '{target}'").fetchall()[0][0]
+    finally:
+        target.unlink(missing_ok=True)
+
+
 def run_one(kind: str, path: str) -> dict:
     started = time.perf_counter()
     records = 0
@@ -170,24 +181,13 @@ def run_one(kind: str, path: str) -> dict:
             con.execute(f"CREATE TABLE flows AS SELECT {wanted} FROM {source}")
             records = con.sql("SELECT count(*) FROM flows").fetchall()[0][0]
         else:
-            target = OUT / f"duckdb-{os.getpid()}.parquet"
-            try:
-                con.execute(f"COPY (SELECT {wanted} FROM {source}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-                records = con.sql(f"SELECT count(*) FROM '{target}'").fetchall()[0][0]
-            finally:
-                target.unlink(missing_ok=True)
+            records = _duckdb_copy(con, f"SELECT {wanted} FROM {source}")
         rejected = 0
     elif kind == "duckdb-copy":  # DuckDB, Parquet -> zstd Parquet, the mappable columns, no checks
         import duckdb
 
         con = duckdb.connect(config={"threads": os.cpu_count() or 2, "memory_limit": "2GB"})
-        wanted = ", ".join(_canonical_columns(path))
-        target = OUT / f"duckdb-{os.getpid()}.parquet"
-        try:
-            con.execute(f"COPY (SELECT {wanted} FROM '{path}') TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-            records = con.sql(f"SELECT count(*) FROM '{target}'").fetchall()[0][0]
-        finally:
-            target.unlink(missing_ok=True)
+        records = _duckdb_copy(con, f"SELECT {', '.join(_canonical_columns(path))} FROM '{path}'")
         rejected = 0
     elif kind == "ingest":  # the CLI, into a fresh workspace
         workspace = OUT / f"ws-{os.getpid()}"

@@ -42,7 +42,7 @@ import duckdb
 
 from minewatch.power.features import hourly_blocks
 from minewatch.power.model import score_meters
-from minewatch.power.scoring import verdict_record
+from minewatch.power.scoring import sample_common, verdict_record
 
 GEN_SQL = """
 COPY (
@@ -90,15 +90,17 @@ def blocks_only(con, src: str, files: list[Path]) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - cpu0
 
 
-def end_to_end(con, src: str, files: list[Path]) -> tuple[float, float, float, list]:
-    """(wall s, CPU s of the process, s inside score_meters, verdicts), as `meters score` does."""
+def end_to_end(con, src: str, files: list[Path], meters: int) -> tuple[float, float, float, list, object]:
+    """(wall s, CPU s of the process, s inside score_meters, verdicts, the common mode),
+    as `meters score` does: the workspace's common mode first, then every block."""
     verdicts, model_s = [], 0.0
     cpu0, t0 = time.process_time(), time.perf_counter()
+    common = sample_common(con, src, list(range(meters)))
     for block in hourly_blocks(con, src, "meter_key", files=files):  # bounded memory: a few blocks at a time
         t1 = time.perf_counter()
-        verdicts += score_meters(block)
+        verdicts += score_meters(block, common)
         model_s += time.perf_counter() - t1
-    return time.perf_counter() - t0, time.process_time() - cpu0, model_s, verdicts
+    return time.perf_counter() - t0, time.process_time() - cpu0, model_s, verdicts, common
 
 
 def records(verdicts) -> list[dict]:
@@ -114,7 +116,7 @@ def run_duckdb(folder: Path, rows: int, meters: int, days: int, repeat: int, thr
     for i in range(repeat):
         scan_s = bare_scan(con, src)
         feat_s, feat_cpu = blocks_only(con, src, files)
-        total_s, cpu_s, model_s, verdicts = end_to_end(con, src, files)
+        total_s, cpu_s, model_s, verdicts, _ = end_to_end(con, src, files, meters)
         speed = rows / total_s / 1e6
         speeds.append(speed)
         ratios.append(scan_s / total_s)
@@ -160,9 +162,9 @@ def run_spark(folder: Path, meters: int, days: int, repeat: int, threads: int) -
     try:
         for i in range(repeat):
             scan_s = bare_scan(con, src)
-            duck_s, _, _, duck = end_to_end(con, src, files)
+            duck_s, _, _, duck, common = end_to_end(con, src, files, meters)
             t0 = time.perf_counter()
-            on_spark = spark_verdicts(spark, as_url(folder) + "/*.parquet")
+            on_spark = spark_verdicts(spark, as_url(folder) + "/*.parquet", common=common)
             spark_s = time.perf_counter() - t0
             same = records(duck) == records(on_spark)
             print(f"{i + 1:>3} DuckDB {duck_s:6.2f} s {rows / duck_s / 1e6:5.1f} M/s x{scan_s / duck_s:5.3f} scan | "

@@ -99,29 +99,33 @@ def _unreadable(ws: str | Path, exc: duckdb.Error) -> InputError:
     return InputError(Path(ws) / "meters", f"cannot read the readings: {str(exc).splitlines()[0]}")
 
 
-def workspace_common(con, ws: str | Path, utc_offset_h: float = 0.0) -> CommonMode | None:
-    """The city's common mode (power/common.py) over the whole workspace, from at most
-    common.SAMPLE meters spread evenly over the meter keys: computed once, before the
-    scoring, so a meter's verdict does not depend on which meters share its block (nor
-    on the engine). None with too few meters: each is then scored on its own base."""
-    keys = [r[0] for r in con.execute("SELECT meter_key FROM meters ORDER BY meter_key").fetchall()]
+def sample_common(con, source: str, keys: list[int], utc_offset_h: float = 0.0) -> CommonMode | None:
+    """The city's common mode (power/common.py) from the readings `source` (a DuckDB
+    relation) of at most common.SAMPLE of `keys`, spread evenly over them. None with too
+    few meters: each is then scored on its own base."""
     if len(keys) < 2:
         return None
-    keys = keys[:: -(-len(keys) // SAMPLE)]
+    keys = sorted(keys)[:: -(-len(keys) // SAMPLE)]
     con.execute("CREATE OR REPLACE TEMP TABLE common_sample AS SELECT unnest(?::BIGINT[]) AS meter_key", [keys])
-    source = (f"(SELECT r.* FROM read_parquet('{readings_glob(ws)}') r "
-              "WHERE r.meter_key IN (SELECT meter_key FROM common_sample))")
     try:
-        blocks = list(hourly_blocks(con, source, "meter_key", utc_offset_h))
-    except duckdb.Error as exc:
-        raise _unreadable(ws, exc) from None
+        sampled = f"(SELECT r.* FROM {source} r WHERE r.meter_key IN (SELECT meter_key FROM common_sample))"
+        blocks = list(hourly_blocks(con, sampled, "meter_key", utc_offset_h))
     finally:
         con.execute("DROP TABLE IF EXISTS common_sample")
     if not blocks:
         return None
-    base = np.concatenate([b.daily_base() for b in blocks])
-    values = common_mode(base)
+    values = common_mode(np.concatenate([b.daily_base() for b in blocks]))
     return None if values is None else CommonMode(blocks[0].day0, values)
+
+
+def workspace_common(con, ws: str | Path, utc_offset_h: float = 0.0) -> CommonMode | None:
+    """The common mode over the whole workspace, computed once before the scoring, so a
+    meter's verdict does not depend on which meters share its block (nor on the engine)."""
+    keys = [r[0] for r in con.execute("SELECT meter_key FROM meters").fetchall()]
+    try:
+        return sample_common(con, f"read_parquet('{readings_glob(ws)}')", keys, utc_offset_h)
+    except duckdb.Error as exc:
+        raise _unreadable(ws, exc) from None
 
 
 def duckdb_verdicts(con, ws: str | Path, utc_offset_h: float = 0.0,

@@ -101,11 +101,15 @@ def _unreadable(ws: str | Path, exc: duckdb.Error) -> InputError:
 
 def sample_common(con, source: str, keys: list[int], utc_offset_h: float = 0.0) -> CommonMode | None:
     """The city's common mode (power/common.py) from the readings `source` (a DuckDB
-    relation) of at most common.SAMPLE of `keys`, spread evenly over them. None with too
-    few meters: each is then scored on its own base."""
+    relation) of at most common.SAMPLE of `keys`. The sample is drawn by a fixed hash of
+    the key, not every n-th key: meter numbering often has a period (every 100th meter a
+    kind of site) that a stride would pick out. None with too few meters: each is then
+    scored on its own base."""
     if len(keys) < 2:
         return None
-    keys = sorted(keys)[:: -(-len(keys) // SAMPLE)]
+    arr = np.asarray(keys, dtype=np.int64)
+    mixed = (arr * 2654435761) & 0xFFFFFFFF  # Knuth's multiplicative hash: same sample every run
+    keys = np.sort(arr[np.lexsort((arr, mixed))[:SAMPLE]]).tolist()
     con.execute("CREATE OR REPLACE TEMP TABLE common_sample AS SELECT unnest(?::BIGINT[]) AS meter_key", [keys])
     try:
         sampled = f"(SELECT r.* FROM {source} r WHERE r.meter_key IN (SELECT meter_key FROM common_sample))"

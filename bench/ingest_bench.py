@@ -72,6 +72,17 @@ def _connect():
     return con
 
 
+def _frame(path: Path, body: Path, head: str, tail: str) -> None:
+    """`path` = head + the rows DuckDB wrote to `body` (removed) + tail, as the tool writes it."""
+    with open(path, "wb") as out:
+        out.write(head.encode())
+        with open(body, "rb") as rows:
+            while block := rows.read(16 << 20):
+                out.write(block)
+        out.write(tail.encode())
+    body.unlink()
+
+
 def generate_nfdump(path: Path, rows: int) -> None:
     tmp = path.with_suffix(".tmp")
     con = _connect()
@@ -97,13 +108,7 @@ def generate_nfdump(path: Path, rows: int) -> None:
           FROM base ORDER BY i
         ) TO '{tmp}' (FORMAT csv, HEADER false, QUOTE '', ESCAPE '')
     """)
-    with open(path, "wb") as out:
-        out.write((NFDUMP_HEADER + "\n").encode())
-        with open(tmp, "rb") as body:
-            while block := body.read(16 << 20):
-                out.write(block)
-        out.write(b"Summary\nflows,bytes,packets,avg_bps,avg_pps,avg_bpp\n1,2,3,4,5,6\n")
-    tmp.unlink()
+    _frame(path, tmp, NFDUMP_HEADER + "\n", "Summary\nflows,bytes,packets,avg_bps,avg_pps,avg_bpp\n1,2,3,4,5,6\n")
 
 
 def generate_zeek(path: Path, rows: int) -> None:
@@ -130,18 +135,10 @@ def generate_zeek(path: Path, rows: int) -> None:
     """)
     header = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-", "#path\tconn",
               "#open\t2024-03-01-00-00-00", "#fields\t" + "\t".join(ZEEK_FIELDS), "#types\t" + "\t".join(ZEEK_TYPES)]
-    with open(path, "wb") as out:
-        out.write(("\n".join(header) + "\n").encode())
-        with open(tmp, "rb") as body:
-            while block := body.read(16 << 20):
-                out.write(block)
-        out.write(b"#close\t2024-03-02-00-00-00\n")
-    tmp.unlink()
+    _frame(path, tmp, "\n".join(header) + "\n", "#close\t2024-03-02-00-00-00\n")
 
 
 # ---------------------------------------------------------------- one measurement (child process)
-
-
 
 def _duckdb_copy(con, select: str) -> int:
     """DuckDB writes `select` to a zstd Parquet file (removed afterwards): records written."""

@@ -175,15 +175,11 @@ def score_workspace(ws: str | Path, utc_offset_h: float = 0.0, engine: str = "du
     con = open_catalog(ws)
     try:
         common = workspace_common(con, ws, utc_offset_h)
-    finally:
-        con.close()
-    if engine == "spark":
-        from minewatch.power.spark import score_with_spark
+        if engine == "spark":
+            from minewatch.power.spark import score_with_spark
 
-        verdicts = score_with_spark(ws, utc_offset_h, spark_master, spark, common=common)
-    con = open_catalog(ws)
-    try:
-        if engine == "duckdb":
+            verdicts = score_with_spark(ws, utc_offset_h, spark_master, spark, common=common)
+        else:
             verdicts = duckdb_verdicts(con, ws, utc_offset_h, common)
         names = dict(con.execute("SELECT meter_key, meter_id FROM meters").fetchall())
         meta = {r[0]: {k: x for k, x in zip(("declared_business", "contracted_kw", "tariff_class"), r[1:])

@@ -363,3 +363,14 @@ def test_writer_output_is_the_same_whatever_the_part_size(tmp_path, monkeypatch)
     assert tables[0].num_rows == 60 and tables[0].equals(tables[1])
     assert set(tables[0].column("source_file").to_pylist()) == {"export.parquet"}
     assert parts[0] == 3 and parts[1] > 3
+
+
+def test_each_file_is_reported_on_one_line_however_long_its_path(tmp_path):
+    deep = tmp_path / ("a-rather-long-folder-name-" * 4) / "second-level-with-a-long-name"
+    deep.mkdir(parents=True)
+    log = deep / "eve-from-the-sensor-in-the-north-machine-room.json"
+    log.write_bytes((LOGS / "eve.json").read_bytes())
+    result = run("ingest", log, "--workspace", tmp_path / "ws")
+    lines = [line for line in result.output.splitlines() if log.name in line]
+    assert len(lines) == 1, result.output
+    assert "accepted" in lines[0] and "rejects" in lines[0]

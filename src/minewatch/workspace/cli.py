@@ -77,7 +77,7 @@ def ingest(
         if result.status == "failed":
             err.print(_describe_file(result))
         elif not quiet:
-            out.print(_describe_file(result))
+            out.print(_describe_file(result), soft_wrap=True)  # one line per file, for logs and grep
 
     report = run_ingest(Workspace(workspace), list(paths), options, on_file=show)
     for message in report.detector_errors:

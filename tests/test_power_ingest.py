@@ -168,7 +168,7 @@ def test_metadata(tmp_path):
     ws = tmp_path / "ws"
     meta = tmp_path / "meta.csv"
     meta.write_text("meter_id,declared_business,contracted_kw,tariff_class\nb40,laboratory,400,commercial\n")
-    assert load_metadata(ws, meta) == 1
+    assert load_metadata(ws, meta) == (1, [])
     bad = tmp_path / "bad.csv"
     bad.write_text("id,x\n1,2\n")
     with pytest.raises(InputError):

@@ -52,6 +52,10 @@ def ingest_cmd(
             out.print(f"{f}: already ingested (sha256 {res.sha256[:12]}), nothing added", markup=False)
             continue
         out.print(f"{f}: {res.readings:,} readings of {res.meters:,} meters ({'; '.join(res.notes)})", markup=False)
+        if res.malformed:
+            reasons = "; ".join(f"{n} {r}" for r, n in res.malformed_reasons().most_common(3))
+            err.print(f"[yellow]warning:[/] {escape(str(f))}: {len(res.malformed):,} lines not read "
+                      f"({escape(reasons)}), first at line {res.malformed[0][0]} -> {escape(str(res.rejects_file))}")
         bad = [r for r in res.quality if r.summary() != "clean"]
         if bad:
             out.print(f"  {len(bad)} meters with input problems (all counted in catalog table `quality`):")
@@ -61,8 +65,12 @@ def ingest_cmd(
         try:
             from minewatch.power.ingest import load_metadata
 
-            n = load_metadata(workspace, metadata)
+            n, malformed = load_metadata(workspace, metadata)
             out.print(f"metadata: {n} meters described")
+            for line, reason, _ in malformed[:5]:
+                err.print(f"[yellow]warning:[/] {escape(str(metadata))}: line {line}: {escape(reason)} (not read)")
+            if len(malformed) > 5:
+                err.print(f"[yellow]warning:[/] {escape(str(metadata))}: {len(malformed) - 5} more lines not read")
         except MinewatchError as e:
             err.print(f"[red]error:[/red] {escape(str(e))}")
             failed += 1

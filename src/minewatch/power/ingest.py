@@ -10,12 +10,17 @@ CSV or Parquet. Timestamps with an offset (+08:00, Z) are exact; naive ones are 
 Workspace (a folder):
   <ws>/meters/<sha256 prefix>.parquet   readings (meter_key, ts, kw), one file per input
   <ws>/catalog.duckdb                   files, meters, quality, meter_metadata, verdicts
+  <ws>/rejects/<sha256 prefix>.jsonl     CSV lines that could not be read (file, line, reason, raw)
 Ingest is idempotent: a file whose sha256 is already in `files` adds nothing.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -45,6 +50,7 @@ class ReadResult:
     unit: str
     rows_in: int
     notes: list[str]
+    malformed: list = field(default_factory=list)  # (line, reason, raw) not read at all
 
 
 def _check_tz(tz: str) -> None:
@@ -58,7 +64,32 @@ def _source_sql(path: Path) -> str:
     p = str(path).replace("'", "''")
     if path.suffix.lower() in (".parquet", ".pq"):
         return f"read_parquet('{p}')"
-    return f"read_csv('{p}', all_varchar = true, header = true)"
+    return f"read_csv('{p}', all_varchar = true, header = true, store_rejects = true)"
+
+
+def _reason(error_type: str, message: str, raw: str) -> str:
+    """DuckDB's reject record -> the short reason the rest of minewatch gives. The field
+    count is taken from the line itself: DuckDB's "Found" is where it stopped, not a count."""
+    expected = re.search(r"Expected Number of Columns: (\d+)", message or "")
+    if expected and error_type in ("MISSING COLUMNS", "TOO MANY COLUMNS"):
+        fields = len(next(csv.reader([raw]), [])) if raw else 0
+        return f"wrong number of fields ({fields}, expected {expected.group(1)})"
+    if error_type == "INVALID ENCODING":
+        return "not UTF-8 text"
+    return f"{error_type.lower()}: {(message or '').splitlines()[0][:120]}"
+
+
+def _malformed_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str]]:
+    """(line, reason, raw text) of every CSV line DuckDB could not split into the header's
+    fields; each scan of the file records them again, hence DISTINCT."""
+    rows = con.sql("""SELECT DISTINCT line, error_type, error_message, csv_line
+                      FROM reject_errors ORDER BY line""").fetchall()
+    seen, out = set(), []
+    for line, kind, message, raw in rows:
+        if line not in seen:
+            seen.add(line)
+            out.append((int(line), _reason(kind, message, raw), raw or ""))
+    return out
 
 
 def _raw_relation(con: duckdb.DuckDBPyConnection, path: Path, unit: str | None):
@@ -111,6 +142,7 @@ def read_meter_file(path: str | Path, tz: str = "UTC", unit: str | None = None) 
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET TimeZone = '{tz}'")
     layout, unit = _raw_relation(con, path, unit)
+    malformed = _malformed_lines(con) if "store_rejects" in _source_sql(path) else []
     cols = con.sql(f"""
         SELECT meter_id,
                dense_rank() OVER (ORDER BY meter_id) - 1 AS code,
@@ -124,8 +156,12 @@ def read_meter_file(path: str | Path, tz: str = "UTC", unit: str | None = None) 
         ORDER BY code, ts_us NULLS LAST, row_no""").fetchnumpy()
     rows_in = len(cols["row_no"])
     if rows_in == 0:
-        raise InputError(path, "no readings")
-    return _check_and_convert(path, cols, tz, unit, layout)
+        where = f"; {len(malformed)} malformed lines, the first at line {malformed[0][0]}: {malformed[0][1]}" \
+            if malformed else ""
+        raise InputError(path, f"no readings{where}")
+    result = _check_and_convert(path, cols, tz, unit, layout)
+    result.malformed = malformed
+    return result
 
 
 def _masked(a) -> np.ndarray:
@@ -280,6 +316,11 @@ class IngestResult:
     meters: int = 0
     quality: list | None = None
     notes: list | None = None
+    malformed: list = field(default_factory=list)  # (line, reason, raw), also in rejects_file
+    rejects_file: Path | None = None
+
+    def malformed_reasons(self) -> Counter:
+        return Counter(reason for _, reason, _ in self.malformed)
 
 
 def ingest_file(ws: str | Path, path: str | Path, tz: str = "UTC", unit: str | None = None) -> IngestResult:
@@ -313,13 +354,29 @@ def ingest_file(ws: str | Path, path: str | Path, tz: str = "UTC", unit: str | N
         con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             digest, str(path), datetime.now(timezone.utc).replace(tzinfo=None), res.layout, res.unit,
             res.rows_in, keyed.num_rows, len(ids), out.name])
-        return IngestResult(str(path), digest, False, keyed.num_rows, len(ids), res.quality, res.notes)
+        rejects = _write_malformed(Path(ws), digest, path, res.malformed)
+        return IngestResult(str(path), digest, False, keyed.num_rows, len(ids), res.quality, res.notes,
+                            res.malformed, rejects)
     finally:
         con.close()
 
 
-def load_metadata(ws: str | Path, path: str | Path) -> int:
-    """Per-meter metadata CSV: meter_id[, declared_business][, contracted_kw][, tariff_class]."""
+def _write_malformed(ws: Path, digest: str, path: Path, malformed: list) -> Path | None:
+    """Lines not read at all go to <ws>/rejects/<sha256 prefix>.jsonl: file, line, reason, raw."""
+    if not malformed:
+        return None
+    out = ws / "rejects" / f"{digest[:16]}.jsonl"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8") as f:
+        for line, reason, raw in malformed:
+            f.write(json.dumps({"file": str(path), "line": line, "reason": reason, "raw": raw},
+                               ensure_ascii=False) + "\n")
+    return out
+
+
+def load_metadata(ws: str | Path, path: str | Path) -> tuple[int, list]:
+    """Per-meter metadata CSV: meter_id[, declared_business][, contracted_kw][, tariff_class].
+    Returns the number of meters described and the (line, reason, raw) lines not read."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
@@ -336,7 +393,8 @@ def load_metadata(ws: str | Path, path: str | Path) -> int:
         con.execute(f"""INSERT OR REPLACE INTO meter_metadata
             SELECT {col('meter_id')}, {col('declared_business')}, {col('contracted_kw', 'DOUBLE')},
                    {col('tariff_class')} FROM {src} WHERE "{cols['meter_id']}" IS NOT NULL""")
-        return con.execute("SELECT count(*) FROM meter_metadata").fetchall()[0][0]
+        malformed = _malformed_lines(con) if "store_rejects" in src else []
+        return con.execute("SELECT count(*) FROM meter_metadata").fetchall()[0][0], malformed
     except duckdb.Error as e:
         raise InputError(path, f"cannot read metadata: {str(e).splitlines()[0]}")
     finally:

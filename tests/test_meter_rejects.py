@@ -1,0 +1,64 @@
+"""Meter CSV lines that cannot be split into the header's fields: the rest of the file is
+read, and each such line is reported with its number and reason, never silently lost."""
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from minewatch.cli import app
+from minewatch.errors import InputError
+from minewatch.power.ingest import ingest_file, load_metadata, read_meter_file
+
+GOOD = [f"M1,2024-01-01T{h:02d}:00,{10 + h % 3}" for h in range(24)]
+
+
+def write(tmp_path: Path, lines: list[str], name: str = "readings.csv") -> Path:
+    p = tmp_path / name
+    p.write_bytes(("\n".join(["meter_id,timestamp,kwh", *lines]) + "\n").encode("utf-8", "surrogateescape"))
+    return p
+
+
+def test_short_long_and_undecodable_lines_are_rejected_with_their_numbers(tmp_path):
+    lines = GOOD[:5] + ["M1,2024-01-01T05:00"] + GOOD[6:10] + ["M1,2024-01-01T10:00,1,7"] \
+        + ["M1,2024-01-01T11:00,\udcff1"] + GOOD[12:]
+    res = read_meter_file(write(tmp_path, lines))
+    assert [(line, reason) for line, reason, _ in res.malformed] == [
+        (7, "wrong number of fields (2, expected 3)"),
+        (12, "wrong number of fields (4, expected 3)"),
+        (13, "not UTF-8 text"),
+    ]
+    assert res.table.num_rows == 21  # every other line is read
+
+
+def test_ingest_writes_the_lines_not_read_to_the_rejects_file(tmp_path):
+    src = write(tmp_path, GOOD[:3] + ["M1,2024-01-01T03:00"] + GOOD[4:])
+    res = ingest_file(tmp_path / "ws", src)
+    assert res.readings == 23 and res.rejects_file is not None
+    records = [json.loads(x) for x in res.rejects_file.read_text().splitlines()]
+    assert records == [{"file": str(src), "line": 5, "reason": "wrong number of fields (2, expected 3)",
+                        "raw": "M1,2024-01-01T03:00"}]
+
+
+def test_a_file_of_only_broken_lines_names_the_first(tmp_path):
+    with pytest.raises(InputError, match="line 2"):
+        read_meter_file(write(tmp_path, ["M1,2024-01-01T00:00", "M1"]))
+
+
+def test_metadata_lines_not_read_are_returned(tmp_path):
+    meta = tmp_path / "meta.csv"
+    meta.write_text("meter_id,declared_business,contracted_kw,tariff_class\n"
+                    "M1,school,100,commercial\nM2,office\nM3,data centre,900,industrial\n")
+    n, malformed = load_metadata(tmp_path / "ws", meta)
+    assert n == 2 and [(line, reason) for line, reason, _ in malformed] == [
+        (3, "wrong number of fields (2, expected 4)")]
+
+
+def test_cli_warns_in_one_line_and_goes_on(tmp_path):
+    src = write(tmp_path, GOOD[:3] + ["M1,2024-01-01T03:00"] + GOOD[4:], name="day[1].csv")
+    result = CliRunner().invoke(app, ["meters", "ingest", str(src), "--workspace", str(tmp_path / "ws")])
+    assert result.exit_code == 0, result.output
+    warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
+    assert len(warning) == 1 and "day[1].csv: 1 lines not read" in warning[0] and "line 5" in warning[0]
+    assert "23 readings of 1 meters" in result.output

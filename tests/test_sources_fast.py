@@ -330,3 +330,97 @@ def test_zeek_json_bad_lines_inside_a_big_block(corpus, tmp_path, small_pieces):
     assert reasons[101].startswith("bad port in id.orig_p") and reasons[9_001].startswith("malformed JSON")
     assert reasons[21_001].startswith("bad time in ts")
     assert tables["flows"].num_rows == len(body) - 3
+
+
+# ---------------------------------------------------------------- Zeek dns, ssl, http TSV
+
+def _zeek_tsv(path, kind: str, fields: list[str], types: list[str], rows: list[str]):
+    head = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-",
+            f"#path\t{kind}", "#fields\t" + "\t".join(fields), "#types\t" + "\t".join(types)]
+    path.write_text("\n".join(head + rows + ["#close\t2024-01-02-00-00-00"]) + "\n")
+    return path
+
+
+DNS_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p proto trans_id query qtype qtype_name "
+              "rcode rcode_name answers").split()
+DNS_TYPES = "time string addr port addr port enum count string count string count string vector[string]".split()
+SSL_FIELDS = "ts uid id.orig_h id.orig_p id.resp_h id.resp_p version server_name established subject issuer ja3".split()
+SSL_TYPES = "time string addr port addr port string string bool string string string".split()
+HTTP_FIELDS = ("ts uid id.orig_h id.orig_p id.resp_h id.resp_p method host uri user_agent status_code "
+               "request_body_len response_body_len resp_mime_types").split()
+HTTP_TYPES = "time string addr port addr port string string string string count count count vector[string]".split()
+
+
+def _dns_rows(n: int) -> list[str]:
+    rows = []
+    for i in range(n):
+        query = ["pool.SupportXMR.com.", "xmr.example.org", "-", "münchen.example"][i % 4]
+        answers = ["1.2.3.4,5.6.7.8", "-", "(empty)", "a.example\\x2cb,9.9.9.9"][i % 4]
+        rcode = ["0\tNOERROR", "-\t-", "3\tNXDOMAIN", "0\t-"][i % 4]
+        rows.append(f"{1700000000 + i}.{i % 1000:06d}\tC{i}\t10.0.{i % 250}.1\t{1024 + i}\t8.8.8.8\t53\tudp\t"
+                    f"{i % 65536}\t{query}\t1\t{'A' if i % 3 else '-'}\t{rcode}\t{answers}")
+    return rows
+
+
+def test_dns_ssl_http_logs_match_the_line_reader_and_take_the_vectorised_path(tmp_path, small_pieces, monkeypatch):
+    taken = []
+    real = zeek._fast_stretch
+    monkeypatch.setattr(zeek, "_fast_stretch", lambda s, src: taken.append(real(s, src) is not None) or real(s, src))
+    ssl_rows = [f"{1700000000 + i}.5\tC{i}\t10.0.0.{i % 250}\t{2000 + i % 60000}\t1.1.1.1\t443\tTLSv13\t"
+                f"{['Eth.2miners.com', '-', 'x.example.'][i % 3]}\t{'TF'[i % 2]}\t"
+                f"CN=pool.example\\x2cO=Miner Co\t-\t{'%032x' % i}" for i in range(6000)]
+    http_rows = [f"{1700000000 + i}.25\tC{i}\t10.0.0.{i % 250}\t{3000 + i % 60000}\t2.2.2.2\t80\tPOST\t"
+                 f"pool.example\t/json_rpc?id={i}\\x09tab\txmrig/6.{i % 20}\t{[200, 404, '-'][i % 3]}\t{i}\t"
+                 f"{i * 2}\t{['application/json,text/plain', '(empty)', '-'][i % 3]}" for i in range(6000)]
+    logs = [_zeek_tsv(tmp_path / "dns.log", "dns", DNS_FIELDS, DNS_TYPES, _dns_rows(8000)),
+            _zeek_tsv(tmp_path / "ssl.log", "ssl", SSL_FIELDS, SSL_TYPES, ssl_rows),
+            _zeek_tsv(tmp_path / "http.log", "http", HTTP_FIELDS, HTTP_TYPES, http_rows)]
+    for path in logs:
+        taken.clear()
+        tables, stats = assert_same(path)
+        assert sum(stats.accepted.values()) == {"dns.log": 8000}.get(path.name, 6000)
+        assert taken and all(taken), (path.name, taken)  # every stretch vectorised, none sent back
+    dns = collect_tables(read_zeek(logs[0], stats=SourceStats("x")))["dns"].slice(0, 4).to_pylist()
+    assert [r["query"] for r in dns] == ["pool.supportxmr.com", "xmr.example.org", None, "münchen.example"]
+    assert [r["answers"] for r in dns] == [["1.2.3.4", "5.6.7.8"], [], [], ["a.example,b", "9.9.9.9"]]
+    assert [r["response"] for r in dns] == [True, False, True, True]
+
+
+def test_bad_values_in_a_dns_log_are_rejected_by_line(tmp_path, small_pieces):
+    rows = _dns_rows(3000)
+    rows[10] = rows[10].replace("\t53\tudp", "\t99999\tudp")
+    rows[20] = rows[20].replace("\tudp\t20\t", "\tudp\t99999999999\t")
+    rows[30] = "notatime" + rows[30][rows[30].index("\t"):]
+    _, stats = assert_same(_zeek_tsv(tmp_path / "dns.log", "dns", DNS_FIELDS, DNS_TYPES, rows))
+    assert [(r.line, r.reason.split(":")[0]) for r in stats.rejects] == [
+        (18, "bad port in id.resp_p"), (28, "bad count in trans_id"), (38, "bad time in ts")]
+
+
+def test_zeek_json_dns_ssl_http_match_the_line_reader(tmp_path, small_pieces, monkeypatch):
+    import json as jsonlib
+
+    taken = []
+    real = zeek._json_typed
+    monkeypatch.setattr(zeek, "_json_typed", lambda k, c, n: (lambda r: taken.append(r is not None) or r)(real(k, c, n)))
+    ends = lambda i: {"ts": 1700000000 + i / 7, "uid": f"C{i}", "id.orig_h": f"10.0.0.{i % 250}",  # noqa: E731
+                      "id.orig_p": 1024 + i, "id.resp_h": "8.8.8.8", "id.resp_p": 53}
+    dns = [{**ends(i), "proto": "udp", "trans_id": i, "query": ["Pool.MineXMR.com.", "a.example"][i % 2],
+            "qtype": 1, **({"qtype_name": "A"} if i % 3 else {}), **({"rcode": 0, "rcode_name": "NOERROR"} if i % 4 else {}),
+            **({"answers": ["1.2.3.4", "b.example"]} if i % 5 else {})} for i in range(6000)]
+    ssl = [{**ends(i), "server_name": "ETH.2miners.com", "version": "TLSv12", "established": bool(i % 2),
+            **({"subject": "CN=x,O=y"} if i % 2 else {})} for i in range(6000)]
+    http = [{**ends(i), "method": "GET", "host": "pool.example", "uri": "/x", "status_code": 200,
+             "request_body_len": 0, "response_body_len": i, "resp_mime_types": [[], ["text/json"]][i % 2]}
+            for i in range(6000)]
+    for name, rows in (("dns.log", dns), ("ssl.log", ssl), ("http.log", http)):
+        path = tmp_path / name
+        path.write_text("".join(jsonlib.dumps(r) + "\n" for r in rows))
+        taken.clear()
+        _, stats = assert_same(path)
+        assert sum(stats.accepted.values()) == 6000 and taken and all(taken), name
+    path = tmp_path / "dns.log"  # a bad line sends its piece to the line reader, which says why
+    lines = path.read_text().splitlines()
+    lines[7] = lines[7].replace('"id.resp_p": 53', '"id.resp_p": 70000')
+    path.write_text("\n".join(lines) + "\n")
+    _, stats = assert_same(path)
+    assert [(r.line, r.reason) for r in stats.rejects] == [(8, "bad port in id.resp_p: 70000")]

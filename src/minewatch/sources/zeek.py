@@ -6,10 +6,11 @@ Extra columns (the `label`/`detailedlabel` of `*.labeled` files, ja3 fields from
 packages) are accepted. In TSV `-` is unset, `(empty)` an empty set/string, and
 set/vector fields are split on `#set_separator`.
 
-Speed: TSV files and JSON conn logs are read in pieces by worker threads (pyarrow.csv /
-pyarrow.json and vectorised conversion, see `_read_tsv` and `_read_json_pieces`); what
-the vectorised path is not sure of goes through the line reader's code, which stays the
-reference (`_read_by_line`). Other JSON logs are read line by line.
+Speed: conn, dns, ssl and http logs, TSV or JSON, are read in pieces by worker threads
+(pyarrow.csv / pyarrow.json and vectorised conversion, see `_read_tsv` and
+`_read_json_pieces`); what the vectorised path is not sure of goes through the line
+reader's code, which stays the reference (`_read_by_line`). JSON logs whose file name
+does not tell their kind are read line by line.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from minewatch.sources._records import (
     DECIMALS,
     DIGITS,
     PieceJoiner,
+    byte_class,
     epoch_text_to_us,
     line_pieces,
     map_distinct,
@@ -233,11 +235,14 @@ def _tsv_value(value: str, type_name: str, header: _TsvHeader):
     container = type_name.startswith(("set[", "vector["))
     if value == header.empty:
         return [] if container else ""
-    if "\\x" in value:
-        value = _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value)
-    if container:
-        return value.split(header.set_separator)
-    return value
+    if container:  # split first: a separator inside an element is written escaped
+        return [_unescape(item) for item in value.split(header.set_separator)]
+    return _unescape(value)
+
+
+def _unescape(value: str) -> str:
+    """Zeek's `\\xNN` escapes (separators and non-printable bytes inside a value)."""
+    return _ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), value) if "\\x" in value else value
 
 
 def _chain(head: list, rest: Iterator):
@@ -322,9 +327,9 @@ def _port(fields: dict, name: str) -> int | None:
         raise RecordError(f"bad port in {name}: {fields.get(name)!r}") from None
 
 
-def _count(fields: dict, name: str) -> int | None:
+def _count(fields: dict, name: str, high: int = 1 << 62) -> int | None:
     try:
-        return opt_int(fields.get(name))
+        return opt_int(fields.get(name), 0, high)
     except ValueError:
         raise RecordError(f"bad count in {name}: {fields.get(name)!r}") from None
 
@@ -411,7 +416,7 @@ def _dns(fields: dict) -> dict:
         "server_ip": _addr(fields, "id.resp_h", False),
         "server_port": _port(fields, "id.resp_p"),
         "l4": proto,
-        "trans_id": _count(fields, "trans_id"),
+        "trans_id": _count(fields, "trans_id", (1 << 31) - 1),
         "query": clean_domain(fields.get("query")),
         "qtype": qtype,
         "rcode": rcode,
@@ -631,7 +636,7 @@ def _data_record(header, kind: str, number: int, text: str, stats: SourceStats) 
 def _fast_stretch(stretch: _Stretch, source: str) -> _StretchResult | None:
     """pyarrow.csv and vectorised conversion; None when the stretch needs the line reader."""
     header, data = stretch.header, stretch.data
-    if len(header.separator) != 1 or piece_has(data, b"\\x") or piece_has(data, b"\r"):
+    if len(header.separator) != 1 or piece_has(data, b"\r"):
         return None
     if len(set(header.fields)) != len(header.fields):
         return None
@@ -653,10 +658,20 @@ def _fast_stretch(stretch: _Stretch, source: str) -> _StretchResult | None:
     if table.num_rows == 0:
         return None
     columns = {name: table.column(name).combine_chunks() for name in table.column_names}
-    for name, column in columns.items():  # `(empty)` and empty fields: the line reader knows them
-        if pc.any(pc.or_(pc.equal(column, header.empty), pc.equal(column, ""))).as_py():
-            return None
     types = dict(zip(header.fields, header.types)) if len(header.types) == len(header.fields) else {}
+    for name, column in columns.items():
+        container = types.get(name, "").startswith(("set[", "vector["))
+        empty = pc.equal(column, header.empty)
+        if container:  # an empty set reads as no value in every mapper (no answers, no service)
+            column = columns[name] = pc.if_else(empty, pa.scalar(None, pa.string()), column)
+            empty = pc.equal(column, "")
+        else:
+            empty = pc.or_(empty, pc.equal(column, ""))
+        if pc.any(empty).as_py():  # an empty string: the line reader knows what each mapper does
+            return None
+        if pc.any(pc.match_substring(column, "\\x")).as_py():
+            columns[name] = _unescaped_items(column, header) if container else \
+                map_distinct(column, _unescape, pa.string())[0]
     batch = mapper(columns, types, header, table.num_rows)
     if batch is None:
         return None
@@ -683,6 +698,9 @@ def _text_ints(column: pa.Array | None) -> pa.Array | None | bool:
         return None
     if column.null_count == len(column):
         return pa.nulls(len(column), pa.int64())
+    if pa.types.is_integer(column.type):  # JSON numbers: a count is never negative
+        low = pc.min(column).as_py()
+        return False if low is not None and low < 0 else column.cast(pa.int64())
     if not text_within(column, DIGITS):
         return False
     try:
@@ -715,7 +733,7 @@ def _conn_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict |
         return None
     service = get("service")
     if service is not None and types.get("service", "").startswith(("set[", "vector[")):
-        service = pc.list_element(pc.split_pattern(service, header.set_separator, max_splits=1), 0)
+        service = _first_items(service, header)
     return _conn_typed(n, start, seconds, get("id.orig_h"), get("id.resp_h"), get("proto"), ints,
                        get("history"), service)
 
@@ -765,11 +783,165 @@ def _conn_typed(n: int, start: pa.Array, seconds: pa.Array | None, src_ip, dst_i
     return out
 
 
+_PLAIN_NAME = byte_class(bytes(range(0x21, 0x7F)))  # printable ASCII without space
+
+
+def _domains(column: pa.Array | None) -> pa.Array | None:
+    """`clean_domain` of each value: vectorised where the text is printable ASCII (then
+    strip() has nothing to strip and lower() is ASCII), per distinct value otherwise."""
+    if column is None:
+        return None
+    if text_within(column, _PLAIN_NAME) or column.null_count == len(column):
+        trimmed = pc.ascii_lower(pc.utf8_rtrim(column, characters="."))
+        return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
+    return map_distinct(column, clean_domain, pa.string())[0]
+
+
+def _ranged_ints(column: pa.Array | None, high: int) -> pa.Array | None | bool:
+    """`_text_ints` within 0..high; False when a value is outside (the line reader says why)."""
+    values = _text_ints(column)
+    if values is None or values is False:
+        return values
+    top = pc.max(values).as_py()
+    return False if top is not None and top > high else values
+
+
+def _items(column: pa.Array, header: _TsvHeader) -> pa.Array:
+    """A set/vector field as a list array (split on the set separator unless already split)."""
+    return column if pa.types.is_list(column.type) else pc.split_pattern(column, header.set_separator)
+
+
+def _unescaped_items(column: pa.Array, header: _TsvHeader) -> pa.Array:
+    """Split, then each element's escapes decoded (as `_tsv_value` does)."""
+    items = _items(column, header)
+    values = map_distinct(items.flatten(), _unescape, pa.string())[0]
+    return pa.ListArray.from_arrays(items.offsets, values, mask=items.is_null())
+
+
+def _first_items(column: pa.Array | None, header: _TsvHeader) -> pa.Array | None:
+    """The first element of a set/vector field (`_first`: none for an empty one)."""
+    if column is None:
+        return None
+    items = _items(column, header)
+    items = pc.if_else(pc.equal(pc.list_value_length(items), 0), pa.scalar(None, items.type), items)
+    return pc.list_element(items, 0)
+
+
+def _micros(column: pa.Array | None) -> pa.Array | None:
+    """Epoch microseconds of a `ts` column: TSV text exactly, JSON numbers as `epoch_to_us`
+    rounds them; None when a value is missing or out of range."""
+    if column is None or column.null_count:
+        return None
+    if pa.types.is_string(column.type):
+        return epoch_text_to_us(column)
+    if not pc.all(pc.is_finite(column)).as_py():
+        return None
+    micros = pc.round(pc.multiply(column, 1e6), round_mode="half_to_even")
+    return None if pc.max(pc.abs(micros)).as_py() > 9e18 else micros.cast(pa.int64())
+
+
+def _endpoints_fast(get) -> dict | None:
+    start = _micros(get("ts"))
+    if start is None:
+        return None
+    out = {"ts": start.cast(TS_TYPE), "src_ip": get("id.orig_h"), "dst_ip": get("id.resp_h")}
+    for name, column in PORT_FIELDS:
+        out[name] = _ranged_ints(get(column), 65535)
+    return None if any(v is False for v in out.values()) else out
+
+
+def _dns_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict | None:
+    """Vectorised `_dns` for TSV text."""
+    get = columns.get
+    ends = _endpoints_fast(get)
+    trans_id = _ranged_ints(get("trans_id"), (1 << 31) - 1)
+    if ends is None or trans_id is False:
+        return None
+    rcode = [_text(c) for c in (get("rcode_name"), get("rcode")) if c is not None]
+    rcode = pc.coalesce(*rcode) if rcode else pa.nulls(n, pa.string())
+    qtype = [_text(c) for c in (get("qtype_name"), get("qtype")) if c is not None]
+    answers = get("answers")
+    if answers is None:
+        answers = pa.nulls(n, pa.list_(pa.string()))
+    else:
+        answers = _items(answers, header)
+    no_answers = pa.array([[]] * n, pa.list_(pa.string()))
+    proto = get("proto")
+    return {
+        "ts": ends["ts"], "client_ip": ends["src_ip"], "client_port": ends["src_port"],
+        "server_ip": ends["dst_ip"], "server_port": ends["dst_port"],
+        "l4": pc.utf8_upper(proto) if proto is not None else None,
+        "trans_id": trans_id,
+        "query": _domains(get("query")),
+        "qtype": pc.coalesce(*qtype) if qtype else None,
+        "rcode": rcode,
+        "answers": pc.if_else(pc.is_null(answers), no_answers, answers),
+        "response": pc.is_valid(rcode),
+    }
+
+
+def _text(column: pa.Array) -> pa.Array:
+    return column if pa.types.is_string(column.type) else column.cast(pa.string())
+
+
+def _bools(column: pa.Array | None) -> pa.Array | None | bool:
+    if column is None or pa.types.is_boolean(column.type):
+        return column
+    values, bad = map_distinct(column, _bool_value, pa.bool_())
+    return False if pc.any(bad).as_py() else values
+
+
+def _bool_value(value):
+    try:
+        return _bool(value)
+    except RecordError as e:
+        raise ValueError(str(e)) from None
+
+
+def _ssl_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict | None:
+    """Vectorised `_ssl` for TSV text."""
+    get = columns.get
+    ends = _endpoints_fast(get)
+    established = _bools(get("established"))
+    if ends is None or established is False:
+        return None
+    out = {**ends, "server_name": _domains(get("server_name")), "established": established}
+    for name in ("version", "ja3", "ja3s", "subject", "issuer"):
+        out[name] = get(name)
+    return out
+
+
+def _http_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict | None:
+    """Vectorised `_http` for TSV text."""
+    get = columns.get
+    ends = _endpoints_fast(get)
+    status = _ranged_ints(get("status_code"), 999)
+    lengths = {name: _ranged_ints(get(name), 1 << 62) for name in ("request_body_len", "response_body_len")}
+    if ends is None or status is False or any(v is False for v in lengths.values()):
+        return None
+    mime = get("resp_mime_types")
+    if mime is not None and types.get("resp_mime_types", "").startswith(("set[", "vector[")):
+        mime = _first_items(mime, header)
+    out = {**ends, "status": status, "content_type": mime, **lengths}
+    for name, column in (("method", "method"), ("host", "host"), ("uri", "uri"), ("user_agent", "user_agent")):
+        out[name] = get(column)
+    return out
+
+
 TS_TYPE = FLOWS.field("ts_start").type
+ENDPOINT_COLUMNS = ["ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p"]
 CONN_COLUMNS = ["ts", "id.orig_h", "id.orig_p", "id.resp_h", "id.resp_p", "proto", "service", "duration",
                 "orig_bytes", "resp_bytes", "history", "orig_pkts", "orig_ip_bytes", "resp_pkts", "resp_ip_bytes",
                 "vlan"]
-FAST_MAPPERS: dict[str, tuple[Callable, list[str]]] = {"conn": (_conn_fast, CONN_COLUMNS)}
+FAST_MAPPERS: dict[str, tuple[Callable, list[str]]] = {
+    "conn": (_conn_fast, CONN_COLUMNS),
+    "dns": (_dns_fast, ENDPOINT_COLUMNS + ["proto", "trans_id", "query", "qtype", "qtype_name", "rcode",
+                                           "rcode_name", "answers"]),
+    "ssl": (_ssl_fast, ENDPOINT_COLUMNS + ["server_name", "version", "ja3", "ja3s", "subject", "issuer",
+                                           "established"]),
+    "http": (_http_fast, ENDPOINT_COLUMNS + ["method", "host", "uri", "user_agent", "status_code",
+                                             "request_body_len", "response_body_len", "resp_mime_types"]),
+}
 
 
 # ---------------------------------------------------------------- JSON, the fast path (conn logs)
@@ -783,16 +955,34 @@ CONN_JSON_FIELDS = pa.schema(
      ("service", pa.string()), ("duration", pa.float64()), ("history", pa.string())]
     + [(column, pa.int64()) for _, column in PORT_FIELDS + COUNT_FIELDS]
 )
+_ENDPOINTS_JSON = [("ts", pa.float64()), ("id.orig_h", pa.string()), ("id.orig_p", pa.int64()),
+                   ("id.resp_h", pa.string()), ("id.resp_p", pa.int64())]
+_NAMES = pa.list_(pa.string())
+JSON_FIELDS = {
+    "conn": CONN_JSON_FIELDS,
+    "dns": pa.schema(_ENDPOINTS_JSON + [
+        ("proto", pa.string()), ("trans_id", pa.int64()), ("query", pa.string()), ("qtype", pa.int64()),
+        ("qtype_name", pa.string()), ("rcode", pa.int64()), ("rcode_name", pa.string()), ("answers", _NAMES)]),
+    "ssl": pa.schema(_ENDPOINTS_JSON + [
+        ("server_name", pa.string()), ("version", pa.string()), ("ja3", pa.string()), ("ja3s", pa.string()),
+        ("subject", pa.string()), ("issuer", pa.string()), ("established", pa.bool_())]),
+    "http": pa.schema(_ENDPOINTS_JSON + [
+        ("method", pa.string()), ("host", pa.string()), ("uri", pa.string()), ("user_agent", pa.string()),
+        ("status_code", pa.int64()), ("request_body_len", pa.int64()), ("response_body_len", pa.int64()),
+        ("resp_mime_types", _NAMES)]),
+}
+JSON_TYPES = {"answers": "vector[string]", "resp_mime_types": "vector[string]"}
 
 
 def _read_json_pieces(path, source: str, stats: SourceStats, batch_rows: int) -> Iterator[Batch]:
     errors: list[str] = []
+    kind = _kind_from_name(source)
     with open_input(path) as stream:
-        results = ordered_map(lambda piece: _json_piece(piece, source), line_pieces(stream, errors=errors))
+        results = ordered_map(lambda piece: _json_piece(piece, source, kind), line_pieces(stream, errors=errors))
         yield from _gather(results, stats, batch_rows, errors)
 
 
-def _json_piece(piece: memoryview, source: str) -> _StretchResult:
+def _json_piece(piece: memoryview, source: str, kind: str = "conn") -> _StretchResult:
     data = piece.obj
     lines = data.count(b"\n", 0, piece.nbytes) + (0 if data[piece.nbytes - 1:piece.nbytes] == b"\n" else 1)
     table = None
@@ -800,19 +990,20 @@ def _json_piece(piece: memoryview, source: str) -> _StretchResult:
         try:
             table = pjson.read_json(pa.py_buffer(piece),
                                     read_options=pjson.ReadOptions(use_threads=False, block_size=piece.nbytes + 1),
-                                    parse_options=pjson.ParseOptions(explicit_schema=CONN_JSON_FIELDS,
+                                    parse_options=pjson.ParseOptions(explicit_schema=JSON_FIELDS[kind],
                                                                      unexpected_field_behavior="ignore"))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
             table = None
     if table is not None and table.num_rows == lines:
         columns = {name: table.column(name).combine_chunks() for name in table.column_names}
-        out = _conn_json_fast(columns, lines)
+        out = _json_typed(kind, columns, lines)
         if out is not None:
-            n = lines
+            n, name = lines, TABLE_OF_LOG[kind]
             out["source_file"] = pa.array([source], pa.string()).take(np.zeros(n, np.int32))
-            out["flow_ref"] = pa.array(np.arange(1, n + 1, dtype=np.int64))
-            batch = pa.RecordBatch.from_arrays([_typed(out.get(f.name), n, f.type) for f in FLOWS], schema=FLOWS)
-            return _StretchResult(n, [("flows", batch)], None)
+            out["flow_ref" if name == "flows" else "record_ref"] = pa.array(np.arange(1, n + 1, dtype=np.int64))
+            schema = SCHEMAS[name]
+            batch = pa.RecordBatch.from_arrays([_typed(out.get(f.name), n, f.type) for f in schema], schema=schema)
+            return _StretchResult(n, [(name, batch)], None)
     # the line reader's code on this piece
     local = SourceStats(source)
     texts = bytes(piece).split(b"\n")[:lines]
@@ -821,19 +1012,26 @@ def _json_piece(piece: memoryview, source: str) -> _StretchResult:
     return _StretchResult(lines, batches, local)
 
 
+def _json_typed(kind: str, columns: dict, n: int) -> dict | None:
+    """Vectorised mapping of typed JSON columns; None when the line reader must decide."""
+    if kind == "conn":
+        return _conn_json_fast(columns, n)
+    for column in columns.values():  # "" means "no value" to some mappers, text to others
+        if pa.types.is_string(column.type) and pc.any(pc.equal(column, "")).as_py():
+            return None
+    return FAST_MAPPERS[kind][0](columns, JSON_TYPES, _TsvHeader(), n)
+
+
 def _conn_json_fast(columns: dict, n: int) -> dict | None:
     """Vectorised `_conn` for JSON values (numbers as numbers)."""
-    ts = columns["ts"]
-    if ts.null_count or not pc.all(pc.is_finite(ts)).as_py():
-        return None
-    micros = pc.round(pc.multiply(ts, 1e6), round_mode="half_to_even")  # as epoch_to_us rounds a float
-    if pc.max(pc.abs(micros)).as_py() > 9e18:
+    micros = _micros(columns["ts"])
+    if micros is None:
         return None
     ints = {name: columns[column] for name, column in PORT_FIELDS + COUNT_FIELDS}
     duration = columns["duration"]
-    return _conn_typed(n, micros.cast(pa.int64()), duration if duration.null_count < n else None,
+    return _conn_typed(n, micros, duration if duration.null_count < n else None,
                        columns["id.orig_h"], columns["id.resp_h"], columns["proto"], ints, columns["history"],
                        columns["service"])
 
 
-FAST_JSON = {"conn"}
+FAST_JSON = set(JSON_FIELDS)

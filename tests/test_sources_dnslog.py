@@ -86,3 +86,21 @@ def test_wrong_and_empty_files(tmp_path):
     path.write_text("ts,client_ip,query\n1,2,3\n")
     with pytest.raises(InputError, match="lacks column"):
         read(path, kind="csv")
+
+
+def test_bind_time_parses_each_second_once_and_keeps_fractions_and_zones():
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from minewatch.sources.dnslog import bind_time
+
+    berlin, seen = ZoneInfo("Europe/Berlin"), {}
+    expected = int(datetime(2025, 1, 6, 10, 0, 1, tzinfo=berlin).timestamp()) * 1_000_000
+    assert bind_time("06-Jan-2025 10:00:01", berlin, seen) == expected
+    assert bind_time("06-jan-2025 10:00:01.5", berlin, seen) == expected + 500_000
+    assert bind_time("06-Jan-2025 10:00:01.000007", berlin, seen) == expected + 7
+    assert len(seen) == 2  # month names are case-insensitive, but the cache keys are the text
+    summer = int(datetime(2025, 7, 6, 10, 0, 1, tzinfo=timezone.utc).timestamp()) * 1_000_000 - 2 * 3600 * 10**6
+    assert bind_time("06-Jul-2025 10:00:01", berlin, seen) == summer  # UTC+2 in summer
+    for bad in ("06-Jan-2025 10:00:01.1234567", "31-Feb-2025 10:00:01", "06-Foo-2025 10:00:01", "06-Jan-2025 10:00:01.x"):
+        assert bind_time(bad, berlin, seen) is None, bad

@@ -124,8 +124,28 @@ def _micros(moment: datetime) -> int:
     return round(moment.timestamp() * 1_000_000)
 
 
+def bind_time(text: str, tz, seconds_seen: dict) -> int | None:
+    """Epoch microseconds of `06-Jan-2025 10:00:01.123` read in `tz`; None when it is not
+    a time. A log writes many lines per second: each second is parsed once (`seconds_seen`)."""
+    whole, _, fraction = text.partition(".")
+    if len(fraction) > 6 or (fraction and not fraction.isdigit()):
+        return None
+    base = seconds_seen.get(whole)
+    if base is None:
+        try:
+            day, month, rest = whole.split("-", 2)
+            moment = datetime.strptime(f"{day}-{_BIND_MONTHS[month.lower()]:02d}-{rest}", "%d-%m-%Y %H:%M:%S")
+        except (KeyError, ValueError):
+            return None
+        if len(seconds_seen) > 100_000:
+            seconds_seen.clear()
+        base = seconds_seen[whole] = int(moment.replace(tzinfo=tz).timestamp()) * 1_000_000
+    return base + (int(fraction.ljust(6, "0")) if fraction else 0)
+
+
 def _bind_rows(path, stats: SourceStats, tz, year) -> Iterator[tuple[int, dict]]:
     fallback = None
+    seconds_seen: dict[str, int] = {}
     for number, text in text_lines(path, stats):
         if not text.strip():
             continue
@@ -137,13 +157,10 @@ def _bind_rows(path, stats: SourceStats, tz, year) -> Iterator[tuple[int, dict]]
                 stats.ignore("other BIND log lines")
             continue
         if match["date"]:
-            try:
-                day, month, rest = match["date"].split("-", 2)
-                moment = datetime.strptime(f"{day}-{_BIND_MONTHS[month.lower()]:02d}-{rest}", "%d-%m-%Y %H:%M:%S.%f" if "." in rest else "%d-%m-%Y %H:%M:%S")
-            except (KeyError, ValueError):
+            ts = bind_time(match["date"], tz, seconds_seen)
+            if ts is None:
                 stats.reject(number, "bad BIND timestamp", text)
                 continue
-            ts = _micros(moment.replace(tzinfo=tz))
         else:
             if fallback is None:
                 fallback = _micros(_file_moment(path))

@@ -259,9 +259,10 @@ def test_suricata_pieces_match_the_line_reader(corpus, small_pieces):
         suricata_both(path)
 
 
-def test_suricata_flow_and_alert_events_take_the_vectorised_path(corpus):
+def test_suricata_flow_alert_dns_tls_http_events_take_the_vectorised_path(corpus):
     from minewatch.sources import suricata
 
+    counts = {}
     data = (corpus / "slips/test6-malicious.suricata.json").read_bytes()
     lines = data.count(b"\n")
     table = suricata._parse_json(memoryview(data), lines)
@@ -272,7 +273,9 @@ def test_suricata_flow_and_alert_events_take_the_vectorised_path(corpus):
         import numpy as np
 
         batch = builder(table.take(rows), "x", np.asarray(rows) + 1)
-        assert batch is not None and batch.num_rows == {"flow": 3512, "alert": 745}[kind]
+        assert batch is not None and batch.num_rows == len(rows), kind
+        counts[kind] = len(rows)
+    assert counts == {"flow": 3512, "alert": 745, "dns": 680, "tls": 1, "http": 56}
 
 
 def test_suricata_bad_lines_inside_a_big_block(corpus, tmp_path, small_pieces):
@@ -424,3 +427,74 @@ def test_zeek_json_dns_ssl_http_match_the_line_reader(tmp_path, small_pieces, mo
     path.write_text("\n".join(lines) + "\n")
     _, stats = assert_same(path)
     assert [(r.line, r.reason) for r in stats.rejects] == [(8, "bad port in id.resp_p: 70000")]
+
+
+def _eve_app_events(n: int) -> list[dict]:
+    """dns (versions 1-3, both directions, answer lists with and without rdata), tls and
+    http events as Suricata writes them, in a fixed mix."""
+    events = []
+    for i in range(n):
+        ts = f"2024-03-01T10:{i // 60 % 60:02d}:{i % 60:02d}.{i % 1000:06d}+0800"
+        client = {"src_ip": f"10.0.{i % 200}.5", "src_port": 40000 + i % 20000, "dest_ip": "10.0.0.1", "dest_port": 53}
+        server = {"src_ip": "10.0.0.1", "src_port": 53, "dest_ip": f"10.0.{i % 200}.5", "dest_port": 40000 + i % 20000}
+        name = ["Pool.SupportXMR.com.", "xmr.example.net", "münchen.example"][i % 3]
+        dns = [
+            {"type": "query", "id": i % 65536, "rrname": name, "rrtype": "A"},
+            {"type": "answer", "id": i % 65536, "rcode": "NOERROR", "rrname": name, "rrtype": "A", "rdata": "192.0.2.7"},
+            {"version": 2, "type": "answer", "id": 9, "rcode": "NOERROR", "rrname": name, "rrtype": "A",
+             "answers": [{"rrname": name, "rdata": "192.0.2.8"}, {"rrname": name, "rrtype": "SOA"},
+                         {"rdata": "192.0.2.9"}]},
+            {"version": 2, "type": "answer", "id": 9, "rcode": "NOERROR", "rrname": name, "rrtype": "A",
+             "grouped": {"A": ["192.0.2.8"]}},
+            {"version": 3, "type": "response", "id": 8, "rcode": "NXDOMAIN", "queries": [{"rrname": name, "rrtype": "AAAA"}],
+             "answers": []},
+            {"version": 3, "type": "request", "id": 8, "queries": []},
+        ][i % 6]
+        kind = ["dns", "dns", "tls", "http"][i % 4]
+        event = {"timestamp": ts, "flow_id": i, "event_type": kind, "proto": ["UDP", "TCP", "17"][i % 3]}
+        if kind == "dns":
+            event.update(server if i % 5 == 1 else client, dns=dns)
+        elif kind == "tls":
+            event.update(client, dest_port=443, proto="TCP",
+                         tls={"sni": name, "version": "TLS 1.3", **({"ja3": {"hash": "ab", "string": "x"}} if i % 3 else {}),
+                              **({"subject": "CN=pool", "issuerdn": "CN=ca"} if i % 2 else {})})
+        else:
+            event.update(client, dest_port=80, proto="TCP",
+                         http={"hostname": "pool.example", "url": f"/x{i}", "http_method": "POST",
+                               "http_user_agent": "xmrig/6", **({"status": 200, "length": i} if i % 3 else {})})
+        events.append(event)
+    return events
+
+
+def test_suricata_dns_tls_http_events_match_the_line_reader_and_are_vectorised(tmp_path, small_pieces, monkeypatch):
+    import json as jsonlib
+
+    from minewatch.sources import suricata
+
+    taken = {}
+    for kind, (name, builder) in list(suricata.FAST_EVENTS.items()):
+        def counting(events, source, refs, builder=builder, kind=kind):
+            batch = builder(events, source, refs)
+            taken.setdefault(kind, []).append(batch is not None)
+            return batch
+        monkeypatch.setitem(suricata.FAST_EVENTS, kind, (name, counting))
+    path = tmp_path / "eve.json"
+    path.write_text("".join(jsonlib.dumps(e) + "\n" for e in _eve_app_events(12000)))
+    tables, stats = suricata_both(path)
+    assert stats.accepted == {"dns": 6000, "tls": 3000, "http": 3000}
+    assert {k: all(v) for k, v in taken.items()} == {"dns": True, "tls": True, "http": True}
+    dns = tables["dns"].to_pylist()
+    assert dns[0]["query"] == "pool.supportxmr.com" and dns[0]["client_ip"] == "10.0.0.5"
+    assert [r["answers"] for r in dns[:6]] == [[], ["192.0.2.7"], [], [], ["192.0.2.8", "192.0.2.9"], []]
+
+
+def test_suricata_odd_app_object_costs_only_its_piece_the_fast_path(tmp_path, small_pieces):
+    import json as jsonlib
+
+    events = _eve_app_events(4000)
+    events[7]["http"] = events[7]["http"] | {"status": "200 OK"}  # a string where a number was expected
+    events[9]["dns"] = "not an object"
+    path = tmp_path / "eve.json"
+    path.write_text("".join(jsonlib.dumps(e) + "\n" for e in events))
+    _, stats = suricata_both(path)
+    assert [(r.line, r.reason.split(":")[0]) for r in stats.rejects] == [(8, "bad http event"), (10, "dns event without a dns object")]

@@ -8,9 +8,10 @@
 - `tls` -> tls, `http` -> http, `alert` -> alerts. Other event types (fileinfo,
   anomaly, stats, ...) are counted under `ignored`.
 
-Speed: the file is read in pieces by worker threads; `flow` and `alert` events are
-parsed with pyarrow.json and converted with vectorised compute, the other events with the
-per-event code of the line reader (`_read_by_line`, the reference the tests compare to).
+Speed: the file is read in pieces by worker threads; `flow`, `alert`, `dns`, `tls` and
+`http` events are parsed with pyarrow.json and converted with vectorised compute, the
+other events (and any the vectorised path is not sure of) with the per-event code of the
+line reader (`_read_by_line`, the reference the tests compare to).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from minewatch.schema.dns import DNS
 from minewatch.schema.flows import FLOWS
 from minewatch.schema.http import HTTP
 from minewatch.schema.tls import TLS
+from minewatch.sources._names import clean_domains
 from minewatch.sources._records import (
     BATCH_ROWS,
     PieceJoiner,
@@ -208,17 +210,36 @@ _EVENT_FIELDS = pa.schema([
 
 def _parse_json(piece: memoryview, lines: int) -> pa.Table | None:
     """The piece as one table of events, row i being line i+1; None when it cannot be (a
-    malformed line, a blank one, a value of another type than `_EVENT_FIELDS` says)."""
+    malformed line, a blank one, a value of another type than `_EVENT_FIELDS` says). An
+    app-layer object of an unexpected shape costs only its own events the fast path: the
+    piece is parsed again without the app-layer fields."""
     if piece_has(piece, b"\r"):
         return None
-    try:
-        table = pjson.read_json(pa.py_buffer(piece),
-                                read_options=pjson.ReadOptions(use_threads=False, block_size=piece.nbytes + 1),
-                                parse_options=pjson.ParseOptions(explicit_schema=_EVENT_FIELDS,
-                                                                 unexpected_field_behavior="ignore"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return None
-    return table if table.num_rows == lines else None
+    for schema in (_ALL_FIELDS, _EVENT_FIELDS):
+        try:
+            table = pjson.read_json(pa.py_buffer(piece),
+                                    read_options=pjson.ReadOptions(use_threads=False, block_size=piece.nbytes + 1),
+                                    parse_options=pjson.ParseOptions(explicit_schema=schema,
+                                                                     unexpected_field_behavior="ignore"))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            continue
+        return table if table.num_rows == lines else None
+    return None
+
+
+_NAMED = pa.list_(pa.struct([("rrname", pa.string()), ("rrtype", pa.string())]))
+_APP_FIELDS = [
+    ("dns", pa.struct([("type", pa.string()), ("id", pa.int64()), ("rrname", pa.string()), ("rrtype", pa.string()),
+                       ("rcode", pa.string()), ("rdata", pa.string()), ("queries", _NAMED),
+                       ("answers", pa.list_(pa.struct([("rdata", pa.string())])))])),
+    ("tls", pa.struct([("sni", pa.string()), ("version", pa.string()), ("subject", pa.string()),
+                       ("issuerdn", pa.string()), ("ja3", pa.struct([("hash", pa.string())])),
+                       ("ja3s", pa.struct([("hash", pa.string())]))])),
+    ("http", pa.struct([("http_method", pa.string()), ("hostname", pa.string()), ("url", pa.string()),
+                        ("http_user_agent", pa.string()), ("status", pa.int64()), ("request_body_len", pa.int64()),
+                        ("length", pa.int64()), ("http_content_type", pa.string())])),
+]
+_ALL_FIELDS = pa.schema(list(_EVENT_FIELDS) + [pa.field(name, type_) for name, type_ in _APP_FIELDS])
 
 
 class _Columns:
@@ -323,6 +344,117 @@ def _alerts_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBa
         out[name] = values
     out["signature"], out["category"] = cols.get("alert", "signature"), cols.get("alert", "category")
     return _batch(ALERTS, out, source, "record_ref", refs)
+
+
+def _app_common(cols: _Columns, app: str) -> dict | None:
+    """Time and endpoints of dns/tls/http events (`_common`); None when the per-event code
+    must decide (no app-layer object, a missing or odd time, a bad port)."""
+    if cols.get(app) is None or cols.get(app).null_count:
+        return None  # "<app> event without a <app> object", or parsed without the app fields
+    ts = cols.get("timestamp")
+    if ts.null_count or pc.any(pc.equal(ts, "")).as_py():
+        return None
+    out = _endpoints_fast(cols, need_addresses=False)
+    times = _times(ts)
+    if out is None or times is None:
+        return None
+    out["ts"] = times
+    return out
+
+
+def _dns_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBatch | None:
+    """Vectorised `_dns` (versions 1, 2 and 3)."""
+    cols = _Columns(events)
+    out = _app_common(cols, "dns")
+    if out is None:
+        return None
+    proto = out.pop("_proto")
+    trans_id = _ints(cols.get("dns", "id"), 65535)
+    if trans_id is False:
+        return None
+    response = pc.fill_null(pc.is_in(cols.get("dns", "type"), pa.array(["answer", "response"])), False)
+    first = _first_named(cols.get("dns", "queries"))
+    query = pc.coalesce(cols.get("dns", "rrname"), pc.struct_field(first, "rrname"))
+    listed = cols.get("dns", "answers")
+    rdata = cols.get("dns", "rdata")
+    single = pc.if_else(pc.and_(response, pc.is_valid(rdata)), _one_item_lists(rdata), pa.scalar([], _NAMES))
+    answers = pc.if_else(pc.is_valid(listed), _present_rdata(listed), single)
+    src_port, dst_port = out["src_port"], out["dst_port"]
+    ports = pa.array(DNS_PORTS, pa.int64())
+    swap = pc.and_(pc.fill_null(pc.is_in(src_port, ports), False),
+                   pc.invert(pc.fill_null(pc.is_in(dst_port, ports), False)))
+    side = lambda a, b: pc.if_else(swap, b, a)  # noqa: E731
+    rows = {
+        "ts": out["ts"], "client_ip": side(out["src_ip"], out["dst_ip"]),
+        "client_port": side(src_port, dst_port), "server_ip": side(out["dst_ip"], out["src_ip"]),
+        "server_port": side(dst_port, src_port), "l4": map_distinct(proto, l4_name, pa.string())[0],
+        "trans_id": trans_id, "query": clean_domains(query),
+        "qtype": pc.coalesce(cols.get("dns", "rrtype"), pc.struct_field(first, "rrtype")),
+        "rcode": pc.if_else(response, cols.get("dns", "rcode"), pa.scalar(None, pa.string())),
+        "answers": answers, "response": response,
+    }
+    return _batch(DNS, rows, source, "record_ref", refs)
+
+
+_NAMES = pa.list_(pa.string())
+
+
+def _first_named(queries: pa.Array) -> pa.Array:
+    """queries[0] where the list has one, else a null struct (`first_query = {}`)."""
+    lengths = pc.fill_null(pc.list_value_length(queries), 0)
+    usable = pc.if_else(pc.greater(lengths, 0), queries, pa.scalar(None, queries.type))
+    return pc.list_element(usable, 0)
+
+
+def _one_item_lists(values: pa.Array) -> pa.Array:
+    offsets = pa.array(np.arange(len(values) + 1, dtype=np.int32))
+    return pa.ListArray.from_arrays(offsets, values.cast(pa.string()))
+
+
+def _present_rdata(answers: pa.Array) -> pa.Array:
+    """Each answer list's non-null `rdata` values, in order (nulls of the list kept)."""
+    answers = answers if answers.offset == 0 else pa.concat_arrays([answers])
+    values = pc.struct_field(answers.values, "rdata")
+    keep = pc.is_valid(values).to_numpy(zero_copy_only=False)
+    offsets = answers.offsets.to_numpy(zero_copy_only=False)
+    kept_before = np.r_[0, np.cumsum(keep)]
+    new_offsets = pa.array(kept_before[offsets].astype(np.int32))
+    return pa.ListArray.from_arrays(new_offsets, values.filter(pa.array(keep)), mask=answers.is_null())
+
+
+def _tls_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBatch | None:
+    """Vectorised `_tls`."""
+    cols = _Columns(events)
+    out = _app_common(cols, "tls")
+    if out is None:
+        return None
+    out.pop("_proto")
+    out.pop("l4")
+    out.update({"server_name": clean_domains(cols.get("tls", "sni")), "version": cols.get("tls", "version"),
+                "ja3": pc.struct_field(cols.get("tls", "ja3"), "hash"),
+                "ja3s": pc.struct_field(cols.get("tls", "ja3s"), "hash"),
+                "subject": cols.get("tls", "subject"), "issuer": cols.get("tls", "issuerdn")})
+    return _batch(TLS, out, source, "record_ref", refs)
+
+
+def _http_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBatch | None:
+    """Vectorised `_http`."""
+    cols = _Columns(events)
+    out = _app_common(cols, "http")
+    if out is None:
+        return None
+    out.pop("_proto")
+    out.pop("l4")
+    for name, field_name, high in (("status", "status", 999), ("request_body_len", "request_body_len", 1 << 62),
+                                   ("response_body_len", "length", 1 << 62)):
+        values = _ints(cols.get("http", field_name), high)
+        if values is False:
+            return None
+        out[name] = values
+    out.update({"method": cols.get("http", "http_method"), "host": cols.get("http", "hostname"),
+                "uri": cols.get("http", "url"), "user_agent": cols.get("http", "http_user_agent"),
+                "content_type": cols.get("http", "http_content_type")})
+    return _batch(HTTP, out, source, "record_ref", refs)
 
 
 def _batch(schema: pa.Schema, out: dict, source: str, ref: str, refs: np.ndarray) -> pa.RecordBatch:
@@ -514,5 +646,6 @@ def _alert(event: dict) -> tuple[str, dict]:
     }
 
 
-FAST_EVENTS = {"flow": ("flows", _flows_fast), "alert": ("alerts", _alerts_fast)}
+FAST_EVENTS = {"flow": ("flows", _flows_fast), "alert": ("alerts", _alerts_fast), "dns": ("dns", _dns_fast),
+               "tls": ("tls", _tls_fast), "http": ("http", _http_fast)}
 MAPPERS = {"flow": _flow, "netflow": _flow, "dns": _dns, "tls": _tls, "http": _http, "alert": _alert}

@@ -33,12 +33,12 @@ from minewatch.schema.dns import DNS
 from minewatch.schema.flows import FLOWS
 from minewatch.schema.http import HTTP
 from minewatch.schema.tls import TLS
+from minewatch.sources._names import clean_domains
 from minewatch.sources._records import (
     BATCH_ROWS,
     DECIMALS,
     DIGITS,
     PieceJoiner,
-    byte_class,
     epoch_text_to_us,
     line_pieces,
     map_distinct,
@@ -783,20 +783,6 @@ def _conn_typed(n: int, start: pa.Array, seconds: pa.Array | None, src_ip, dst_i
     return out
 
 
-_PLAIN_NAME = byte_class(bytes(range(0x21, 0x7F)))  # printable ASCII without space
-
-
-def _domains(column: pa.Array | None) -> pa.Array | None:
-    """`clean_domain` of each value: vectorised where the text is printable ASCII (then
-    strip() has nothing to strip and lower() is ASCII), per distinct value otherwise."""
-    if column is None:
-        return None
-    if text_within(column, _PLAIN_NAME) or column.null_count == len(column):
-        trimmed = pc.ascii_lower(pc.utf8_rtrim(column, characters="."))
-        return pc.if_else(pc.equal(trimmed, ""), pa.scalar(None, pa.string()), trimmed)
-    return map_distinct(column, clean_domain, pa.string())[0]
-
-
 def _ranged_ints(column: pa.Array | None, high: int) -> pa.Array | None | bool:
     """`_text_ints` within 0..high; False when a value is outside (the line reader says why)."""
     values = _text_ints(column)
@@ -872,7 +858,7 @@ def _dns_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict | 
         "server_ip": ends["dst_ip"], "server_port": ends["dst_port"],
         "l4": pc.utf8_upper(proto) if proto is not None else None,
         "trans_id": trans_id,
-        "query": _domains(get("query")),
+        "query": clean_domains(get("query")),
         "qtype": pc.coalesce(*qtype) if qtype else None,
         "rcode": rcode,
         "answers": pc.if_else(pc.is_null(answers), no_answers, answers),
@@ -905,7 +891,7 @@ def _ssl_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict | 
     established = _bools(get("established"))
     if ends is None or established is False:
         return None
-    out = {**ends, "server_name": _domains(get("server_name")), "established": established}
+    out = {**ends, "server_name": clean_domains(get("server_name")), "established": established}
     for name in ("version", "ja3", "ja3s", "subject", "issuer"):
         out[name] = get(name)
     return out

@@ -91,6 +91,23 @@ def test_findings_one_row_per_host(workspace):
     assert "10.20.0.7" in table.output and "pool.supportxmr.com" in table.output
 
 
+def test_findings_grouped_by_prefix_combine_their_hosts(workspace):
+    single = {h["host"]: h for h in map(json.loads, run("findings", "--workspace", workspace, "--format", "jsonl")
+                                           .output.splitlines())}
+    assert all(h["hosts"] == [name] for name, h in single.items())
+    result = run("findings", "--workspace", workspace, "--prefix", "28", "--format", "jsonl")
+    assert result.exit_code == 0, result.output
+    grouped = {h["host"]: h for h in map(json.loads, result.output.splitlines())}
+    assert set(grouped) == {"10.20.0.0/28", "10.20.0.16/28"}  # .7 .8 .10 .11 .13 | .20
+    low = grouped["10.20.0.0/28"]
+    assert low["hosts"] == ["10.20.0.10", "10.20.0.11", "10.20.0.13", "10.20.0.7", "10.20.0.8"]
+    assert low["flows"] == sum(single[h]["flows"] for h in low["hosts"])
+    assert low["confidence"] >= max(single[h]["confidence"] for h in low["hosts"])
+    assert "10.20.0.0/28 (5 hosts)" in run("findings", "--workspace", workspace, "--prefix", "28").output
+    bad = run("findings", "--workspace", workspace, "--prefix", "40")
+    assert bad.exit_code != 0 and "--prefix must be 8..32" in str(bad.exception)  # main() prints it in one line
+
+
 def test_evidence_export_same_format_as_scan(workspace, tmp_path):
     out = tmp_path / "evidence.jsonl"
     result = run("evidence", "--workspace", workspace, "--output", out, "--category", "mining")

@@ -85,7 +85,11 @@ def print_host_table(console: Console, hosts: list[dict]) -> None:
         what = _fmt_list(h["categories"])
         if h["dialects"]:
             what += f" ({_fmt_list(h['dialects'])})"
-        host = h["host"] if h["internal"] else f"{h['host']} [dim](outside HOME_NET)[/]"
+        host = h["host"]
+        if len(h.get("hosts") or []) > 1 or "/" in host:
+            host += f" ({len(h['hosts'])} hosts)"
+        if not h["internal"]:
+            host += " [dim](outside HOME_NET)[/]"
         table.add_row(
             host, what, _fmt_list(h["coins"]), _fmt_list(h["pools"]), _fmt_list(h["agents"]),
             _fmt_list(h["workers"]), str(h["flows"]), _fmt_seen(h["first_seen"], h["last_seen"]),

@@ -1,4 +1,5 @@
-"""Evidence -> one finding per host: everything seen about it, with a combined confidence.
+"""Evidence -> one finding per host (or per address prefix, `Prefixes`): everything seen
+about it, with a combined confidence.
 
 The aggregation is SQL (DuckDB over Arrow) so that the same statement serves a scan's
 in-memory evidence and, later, a workspace's evidence tables.
@@ -17,7 +18,7 @@ DEFAULT_HOME_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.
 # Combined confidence: noisy-OR over the strongest hit of each detector for the host.
 HOST_FINDINGS_SQL = """
 WITH e AS (
-    SELECT host, internal, detector, category, confidence, source_file, source_ref, ts_start, ts_end,
+    SELECT host, address, internal, detector, category, confidence, source_file, source_ref, ts_start, ts_end,
            json_extract_string(details, '$.dialect') AS dialect,
            json_extract_string(details, '$.coin') AS coin,
            json_extract_string(details, '$.agent') AS agent,
@@ -41,6 +42,7 @@ SELECT
     e.host,
     e.internal,
     c.confidence,
+    list(DISTINCT e.address ORDER BY e.address) AS hosts,
     list(DISTINCT e.category ORDER BY e.category) AS categories,
     list(DISTINCT e.detector ORDER BY e.detector) AS detectors,
     list(DISTINCT e.dialect ORDER BY e.dialect) FILTER (WHERE e.dialect IS NOT NULL) AS dialects,
@@ -85,33 +87,66 @@ class HomeNet:
         return any(addr.version == n.version and addr in n for n in self.networks)
 
 
-def host_findings(evidence: pa.Table, home: HomeNet) -> list[dict]:
-    """One row per host of an in-memory evidence table (a scan's)."""
+@dataclass(frozen=True)
+class Prefixes:
+    """Group findings by network instead of by address: behind DHCP or a carrier-grade NAT
+    a miner's address changes, its subscriber prefix does not. None keeps single hosts."""
+
+    v4: int | None = None
+    v6: int | None = None
+
+    @classmethod
+    def parse(cls, v4: int | None, v6: int | None) -> "Prefixes":
+        from minewatch.errors import UsageError
+
+        if v4 is not None and not 8 <= v4 <= 32:
+            raise UsageError(f"--prefix must be 8..32 (IPv4 prefix length), not {v4}")
+        if v6 is not None and not 16 <= v6 <= 128:
+            raise UsageError(f"--prefix6 must be 16..128 (IPv6 prefix length), not {v6}")
+        return cls(v4, v6 if v6 is not None else (64 if v4 is not None else None))
+
+    def group(self, ip: str) -> str:
+        try:
+            addr = ipaddress.ip_address(ip)
+        except ValueError:
+            return ip
+        length = self.v4 if addr.version == 4 else self.v6
+        if length is None:
+            return ip
+        return str(ipaddress.ip_network(f"{addr}/{length}", strict=False))
+
+
+def host_findings(evidence: pa.Table, home: HomeNet, prefixes: Prefixes = Prefixes()) -> list[dict]:
+    """One row per host (or prefix) of an in-memory evidence table (a scan's)."""
     if evidence.num_rows == 0:
         return []
     con = duckdb.connect()
     try:
         con.register("scan_evidence", evidence)
-        return host_findings_in(con, "scan_evidence", home)
+        return host_findings_in(con, "scan_evidence", home, prefixes)
     finally:
         con.close()
 
 
-def host_findings_in(con: duckdb.DuckDBPyConnection, relation: str, home: HomeNet) -> list[dict]:
+def host_findings_in(con: duckdb.DuckDBPyConnection, relation: str, home: HomeNet,
+                     prefixes: Prefixes = Prefixes()) -> list[dict]:
     """HOST_FINDINGS_SQL over an evidence relation (view or table) already known to `con`,
     e.g. a workspace's Parquet. Rows stay in DuckDB: only the distinct addresses come to
-    Python, to be placed inside or outside HOME_NET, and go back as a small join table."""
+    Python, to be placed inside or outside HOME_NET (and in their prefix), and go back as
+    a small join table."""
     addresses = con.sql(
         f"SELECT DISTINCT ip FROM (SELECT src_ip AS ip FROM {relation} UNION SELECT dst_ip FROM {relation}) "
         "WHERE ip IS NOT NULL").fetchall()
     ips = [row[0] for row in addresses]
     con.register("_home_ips", pa.table({"ip": pa.array(ips, pa.string()),
-                                        "home": pa.array([home.contains(ip) for ip in ips], pa.bool_())}))
+                                        "home": pa.array([home.contains(ip) for ip in ips], pa.bool_()),
+                                        "grp": pa.array([prefixes.group(ip) for ip in ips], pa.string())}))
     # Same rule as host_findings: the src side is the miner unless only the dst side is ours.
     con.execute(f"""
         CREATE OR REPLACE TEMP VIEW evidence AS
         SELECT e.*,
-               CASE WHEN NOT coalesce(s.home, false) AND coalesce(d.home, false) THEN e.dst_ip ELSE e.src_ip END AS host,
+               CASE WHEN NOT coalesce(s.home, false) AND coalesce(d.home, false) THEN d.grp ELSE coalesce(s.grp, e.src_ip) END AS host,
+               CASE WHEN NOT coalesce(s.home, false) AND coalesce(d.home, false) THEN e.dst_ip ELSE e.src_ip END AS address,
                coalesce(s.home, false) OR coalesce(d.home, false) AS internal
         FROM {relation} AS e
         LEFT JOIN _home_ips AS s ON s.ip = e.src_ip

@@ -153,15 +153,18 @@ def findings(
     until: Optional[str] = typer.Option(None, "--until", help="Up to this date (inclusive) or time (exclusive)."),
     home_net: List[str] = typer.Option([], "--home-net", help="Internal network CIDR (repeatable; default private ranges)."),
     fmt: str = typer.Option("table", "--format", help="table or jsonl."),
+    prefix: Optional[int] = typer.Option(None, "--prefix", help="One finding per IPv4 network of this length (e.g. 24) instead of per address."),
+    prefix6: Optional[int] = typer.Option(None, "--prefix6", help="IPv6 prefix length for --prefix grouping (default 64)."),
 ):
-    """One finding per host: all its evidence in the workspace, combined and explained."""
-    from minewatch.findings import HomeNet
+    """One finding per host (or prefix): all its evidence in the workspace, combined and explained."""
+    from minewatch.findings import HomeNet, Prefixes
     from minewatch.workspace.query import EvidenceFilter, workspace_findings
     from minewatch.workspace.store import Workspace
 
     if fmt not in ("table", "jsonl"):
         raise UsageError(f"--format must be table or jsonl, not {fmt!r}")
-    hosts = workspace_findings(Workspace(workspace), HomeNet.parse(home_net), EvidenceFilter(since, until))
+    hosts = workspace_findings(Workspace(workspace), HomeNet.parse(home_net), EvidenceFilter(since, until),
+                               Prefixes.parse(prefix, prefix6))
     if fmt == "jsonl":
         for host in hosts:
             typer.echo(json.dumps(host, ensure_ascii=False, default=_json_default))

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta, timezone
 import duckdb
 
 from minewatch.errors import UsageError
-from minewatch.findings import HomeNet, host_findings_in
+from minewatch.findings import HomeNet, Prefixes, host_findings_in
 from minewatch.workspace.store import Workspace
 
 EXPORT_BATCH_ROWS = 65536
@@ -67,10 +67,11 @@ def open_evidence(ws: Workspace, selection: EvidenceFilter | None = None) -> duc
     return con
 
 
-def workspace_findings(ws: Workspace, home: HomeNet, selection: EvidenceFilter | None = None) -> list[dict]:
+def workspace_findings(ws: Workspace, home: HomeNet, selection: EvidenceFilter | None = None,
+                       prefixes: Prefixes = Prefixes()) -> list[dict]:
     con = open_evidence(ws, selection)
     try:
-        return host_findings_in(con, "evidence_sel", home)
+        return host_findings_in(con, "evidence_sel", home, prefixes)
     finally:
         con.close()
 

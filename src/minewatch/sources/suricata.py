@@ -425,11 +425,9 @@ def _present_rdata(answers: pa.Array) -> pa.Array:
 def _tls_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBatch | None:
     """Vectorised `_tls`."""
     cols = _Columns(events)
-    out = _app_common(cols, "tls")
+    out = _app_common(cols, "tls")  # its _proto and l4 are not TLS columns: `_batch` leaves them
     if out is None:
         return None
-    out.pop("_proto")
-    out.pop("l4")
     out.update({"server_name": clean_domains(cols.get("tls", "sni")), "version": cols.get("tls", "version"),
                 "ja3": pc.struct_field(cols.get("tls", "ja3"), "hash"),
                 "ja3s": pc.struct_field(cols.get("tls", "ja3s"), "hash"),
@@ -440,11 +438,9 @@ def _tls_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBatch
 def _http_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBatch | None:
     """Vectorised `_http`."""
     cols = _Columns(events)
-    out = _app_common(cols, "http")
+    out = _app_common(cols, "http")  # its _proto and l4 are not HTTP columns: `_batch` leaves them
     if out is None:
         return None
-    out.pop("_proto")
-    out.pop("l4")
     for name, field_name, high in (("status", "status", 999), ("request_body_len", "request_body_len", 1 << 62),
                                    ("response_body_len", "length", 1 << 62)):
         values = _ints(cols.get("http", field_name), high)

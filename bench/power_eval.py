@@ -14,6 +14,13 @@ The model is given the common mode of the clean building-years (a first pass ove
 city's meters, almost all clean); `--common block` lets it take the median from the
 scored block itself instead, where 6 of every 7 meters carry an injected block.
 
+History (round 5): each building-year's meter also holds the building's clean readings
+of the year before, when the corpus has them (2018 <- 2017, 2019 <- 2018, 2020 <- 2019;
+the corpus starts in 2017, so 2017 and the buildings new in a year have none), and is
+scored from January 1 of its year (`score_meters(..., since=)`): the earlier readings
+are context, never injected, never scored; a clean copy is a false positive when it is
+flagged. `--history none` scores every building-year alone, as before round 5.
+
 Hold-out: thresholds were tuned on 2017-2018 only; the table reports 2017-2018 (tune)
 and 2019-2020 (held out: other years, and 2019 adds 18 buildings never seen in tuning;
 2020 contains the Covid lockdown step-down and return).
@@ -26,6 +33,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import duckdb
@@ -77,14 +85,23 @@ def miner_load(rng: np.random.Generator, ts_us: np.ndarray, onset: int, kw: floa
     return load
 
 
-def build_cases(years, seed: int = 7):
-    """(meter_id, year, building, size or 0.0 for clean, model, n_units, onset_day, kw)."""
+def available_years() -> set[int]:
+    return {int(p.stem.rsplit("_", 1)[1]) for p in CORPUS.glob("electricity_kwh_hourly_*.csv")}
+
+
+def build_cases(years, seed: int = 7, history: bool = True):
+    """(meter_id, year, building, size or 0.0 for clean, model, n_units, onset_day, kw).
+    With `history`, each building-year's meter also holds the building's clean readings
+    of the year before (when the corpus has it): context for the model, never injected,
+    never scored (the model scores onsets from January 1 of the year on)."""
     rng = np.random.default_rng(seed)
     cat = load_catalogue()
     ids, ts_all, kw_all, cases = [], [], [], []
     skipped = {s: 0 for s in SIZES}
+    have = available_years()
     for year in years:
         ts, blds = load_year(year)
+        prev_ts, prev = load_year(year - 1) if history and year - 1 in have else (ts[:0], {})
         days = len(ts) // 24
         for b, x in blds.items():
             if np.sum(~np.isnan(x)) < 24 * 60:
@@ -101,14 +118,15 @@ def build_cases(years, seed: int = 7):
                 n_units = max(1, int(round(target / cat[model].power_kw)))
                 onset_day = int(rng.integers(30, days - 30))
                 variants.append((s, model, n_units, onset_day, n_units * cat[model].power_kw))
+            before = prev.get(b, np.full(len(prev_ts), np.nan))
             for s, model, n_units, onset_day, kw in variants:
                 mid = f"{year}:{b}:{s:g}"
                 y = x.copy()
                 if model:
                     y = y + miner_load(rng, ts, onset_day * 24, kw)
-                ids.append(np.full(len(ts), mid, dtype=object))
-                ts_all.append(ts)
-                kw_all.append(y)
+                ids.append(np.full(len(prev_ts) + len(ts), mid, dtype=object))
+                ts_all.append(np.concatenate([prev_ts, ts]))
+                kw_all.append(np.concatenate([before, y]))
                 cases.append((mid, year, b, s, model, n_units, onset_day, kw))
     table = pa.table({
         "meter_id": pa.array(np.concatenate(ids), pa.string()),
@@ -119,34 +137,58 @@ def build_cases(years, seed: int = 7):
 
 
 def city_common(block, cases, how: str):
-    """The common mode the model is given. 'clean': from the clean copy of every
-    building-year, as a first pass over a city's workspace would see it (almost all
-    meters clean; each building in it once, itself included, as in a real workspace);
+    """The common mode the model is given. 'clean': from the clean readings of every
+    building-year scored and of the years before them (their history), as a first pass
+    over a city's workspace would see it (almost all meters clean; each building-year
+    in it once, itself included, as in a real workspace);
     'block': none passed, the model takes it from the block it scores (here 6 of every
     7 meters carry an injected block: a pessimistic city); 'none': not used."""
     if how == "none":
         return None, False
     if how == "block":
         return None, True
-    clean = {c[0] for c in cases if c[3] == 0.0}
-    rows = np.flatnonzero([m in clean for m in block.meters])
-    series = common_mode(block.rows(rows).daily_base())
-    return (CommonMode(block.day0, series) if series is not None else None), True
+    years = sorted({c[1] for c in cases})
+    have = available_years()
+    years = sorted(set(years) | {y - 1 for y in years if y - 1 in have})
+    ids, ts_all, kw_all = [], [], []
+    for year in years:  # every building-year once (history included), clean
+        ts, blds = load_year(year)
+        for b, x in blds.items():
+            if np.sum(~np.isnan(x)) < 24 * 60:
+                continue  # as in build_cases
+            ids.append(np.full(len(ts), f"{year}:{b}", dtype=object))
+            ts_all.append(ts)
+            kw_all.append(x)
+    con = duckdb.connect()
+    con.register("clean", pa.table({
+        "meter_id": pa.array(np.concatenate(ids), pa.string()),
+        "ts": pa.array(np.concatenate(ts_all), pa.timestamp("us", tz="UTC")),
+        "kw": pa.array(np.concatenate(kw_all), pa.float64(), from_pandas=True)}))
+    city = hourly_matrix(con, "clean", meter="meter_id")
+    series = common_mode(city.daily_base())
+    return (CommonMode(city.day0, series) if series is not None else None), True
 
 
-def evaluate(years, seed: int = 7, common: str = "clean"):
-    table, cases, skipped = build_cases(years, seed)
+def evaluate(years, seed: int = 7, common: str = "clean", history: bool = True):
+    table, cases, skipped = build_cases(years, seed, history)
     con = duckdb.connect()
     con.register("readings", table)
     t0 = time.time()
     block = hourly_matrix(con, "readings", meter="meter_id")
     series, use = city_common(block, cases, common)
     model.USE_COMMON = use
-    verdicts = {v.meter: v for v in score_meters(block, series)}
-    dm = block.daily()
-    rule = dict(zip(dm.meters, utility_rule(dm)))
+    verdicts, rules = {}, {}
+    year_of = np.array([int(m.split(":")[0]) for m in block.meters])
+    for year in sorted(set(year_of.tolist())):  # each year scored from its January 1
+        part = block.rows(np.flatnonzero(year_of == year))
+        since = int(np.datetime64(f"{year}-01-01", "D").astype(int))
+        verdicts.update({v.meter: v for v in score_meters(part, series, since=since)})
+        dm = part.daily()
+        dm = replace(dm, **{f: getattr(dm, f)[:, since - dm.day0 :]
+                            for f in ("base", "mean", "peak", "night", "work", "n")}, day0=since)
+        rules.update(zip(dm.meters, utility_rule(dm)))  # the rule sees the scored year only
     elapsed = time.time() - t0
-    return cases, verdicts, rule, skipped, elapsed, table.num_rows
+    return cases, verdicts, rules, skipped, elapsed, table.num_rows
 
 
 def summarise(cases, verdicts, rule, skipped) -> tuple[list[str], dict]:
@@ -181,6 +223,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="write the markdown table here")
     ap.add_argument("--common", choices=("clean", "block", "none"), default="clean",
                     help="common mode: from the clean buildings (default), from the scored block, or none")
+    ap.add_argument("--history", choices=("previous-year", "none"), default="previous-year",
+                    help="give each building-year the year before as clean history (default), or none")
     ap.add_argument("--list-fp", action="store_true", help="print flagged clean building-years")
     args = ap.parse_args(argv)
     md = ["# Power model: injection benchmark", "",
@@ -194,17 +238,21 @@ def main(argv=None) -> int:
           "hour, switch-on vs ramp, flat day and night, new level, not ended (falls larger than",
           "the block itself are the building's own change), the step not the city's own, restart",
           "dips of the step's own size counted in the hours of the day quiet enough to show them",
-          "and tested against the pre-onset rate (Poisson) (src/minewatch/power/model.py).", ""]
+          "and tested against the pre-onset rate (Poisson), and, where the building's previous",
+          "year is there (`--history`: 2018-2020 from the corpus's 2017-2019; 2017 has none), not",
+          "the step the building made in the same weeks a year earlier (src/minewatch/power/model.py).", ""]
     groups = [("tune", [y for y in args.years if y in TUNE_YEARS]),
               ("held-out", [y for y in args.years if y not in TUNE_YEARS])]
     for label, years in groups:
         if not years:
             continue
-        cases, verdicts, rule, skipped, elapsed, n = evaluate(years, args.seed, args.common)
+        cases, verdicts, rule, skipped, elapsed, n = evaluate(years, args.seed, args.common, args.history != "none")
         rows, stats = summarise(cases, verdicts, rule, skipped)
         fp, n_clean, fp_rule = stats["fp"]
+        with_hist = sorted({c[1] for c in cases if args.history != "none" and c[1] - 1 in available_years()})
         md += [f"## {label}: {', '.join(map(str, years))}", "",
-               f"{n:,} hourly readings, scored in {elapsed:.1f} s.", "",
+               f"{n:,} hourly readings (history included), scored in {elapsed:.1f} s. "
+               f"History: {', '.join(f'{y} <- {y - 1}' for y in with_hist) or 'none'}.", "",
                "| size (of mean load) | injected | recall (model) | recall, onset within 7 days "
                "| recall (utility rule) | median onset error (days) | median kW error "
                "| skipped (too small) |",

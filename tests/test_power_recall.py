@@ -199,20 +199,26 @@ def test_common_mode_is_the_median_departure_of_every_meter_from_its_own_level()
     assert np.isnan(shifted.on(90, 20)[:10]).all() and shifted.on(90, 20)[10] == c[0]
 
 
-@pytest.fixture(scope="module")
-def city_2018(corpus):
-    """The even Cambridge buildings of 2018 with readings most of the year."""
-    t = pacsv.read_csv(corpus / "power" / "cambridge" / "electricity_kwh_hourly_2018.csv")
+def load_year(corpus, year: int):
+    """(hourly timestamps, {building: kW}) of the even Cambridge buildings of `year` with
+    readings most of the year (exact zeros as missing)."""
+    t = pacsv.read_csv(corpus / "power" / "cambridge" / f"electricity_kwh_hourly_{year}.csv")
     ts = pc.cast(t.column(0), pa.timestamp("us")).to_numpy().astype("int64")
-    blds = {}
+    out = {}
     for name in t.column_names[1:]:
         if int(name[1:]) % 2:
             continue  # odd buildings are reserved
         x = t.column(name).to_numpy(zero_copy_only=False).astype(float)
         x[x == 0] = np.nan
         if np.sum(~np.isnan(x)) > 24 * 300:
-            blds[name] = x
-    return ts, blds
+            out[name] = x
+    return ts, out
+
+
+@pytest.fixture(scope="module")
+def city_2018(corpus):
+    """The even Cambridge buildings of 2018 with readings most of the year."""
+    return load_year(corpus, 2018)
 
 
 def city_block(ts, blds) -> features.HourlyBlock:

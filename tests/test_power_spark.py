@@ -116,6 +116,16 @@ def test_same_records_on_both_engines(workspace, spark, tmp_path):
     assert abs(miner["estimated_kw"] - MINER_KW) < 0.25 * MINER_KW and miner["estimated_units"]
 
 
+def test_same_records_on_both_engines_scored_since_a_date(workspace, spark, tmp_path):
+    """`since`: only onsets from that day on, the earlier readings as history, on both engines."""
+    duck = score_workspace(_copy(workspace, tmp_path, "duck"), utc_offset_h=8.0, since="2018-06-01")
+    on_spark = score_workspace(_copy(workspace, tmp_path, "spark"), utc_offset_h=8.0, engine="spark", spark=spark,
+                               since="2018-06-01")
+    assert duck == on_spark
+    assert all(r["onset"] is None or r["onset"] >= "2018-06-01" for r in duck)
+    assert MINER in [r["meter_id"] for r in duck if r["flagged"]]
+
+
 def test_cli_spark_engine_writes_the_duckdb_output(workspace, spark, tmp_path):
     outputs = {}
     for engine in ("duckdb", "spark"):

@@ -86,13 +86,14 @@ def score_cmd(
     top: int = typer.Option(20, help="flagged meters to list on the console"),
     engine: str = typer.Option("duckdb", "--engine", help="duckdb (embedded) or spark (same results; needs PySpark and Java)"),
     spark_master: Optional[str] = typer.Option(None, "--spark-master", help="Spark master URL, e.g. spark://host:7077 (default local[2])"),
+    since: Optional[str] = typer.Option(None, "--since", help="score only onsets from this local date on (YYYY-MM-DD); older readings are history: last year's same weeks tell a building's season from a new load"),
 ) -> None:
     """Score every meter; write one JSON verdict per line, flagged first."""
     from minewatch.errors import UsageError
     from minewatch.power.scoring import score_workspace
 
     try:
-        records = score_workspace(workspace, utc_offset, engine, spark_master)
+        records = score_workspace(workspace, utc_offset, engine, spark_master, since=since)
     except MinewatchError as e:
         err.print(f"[red]error:[/red] {escape(str(e))}")
         raise typer.Exit(2 if isinstance(e, UsageError) else 1)

@@ -17,6 +17,9 @@ Stage 2, per candidate meter (z high enough that a pass could flag), at each spl
   - not ended: the base did not fall back by most of the step later (a fall far
     larger than the step is the building's own change: the block stood until then);
   - seen long enough: >= 10 days before and >= 14 days after;
+  - not seasonal (with a year of the meter's history before the onset): the base did
+    not rise by as much (RECUR_MAX of the step) within YOY_WINDOW days of the same date
+    a year earlier (heating, a term, a plant started every autumn);
   - reboots: short (1-3 h) dips of about the step's own size after the onset, counted
     at the hours of the day quiet enough to show them, rare (1-8 a month) and far more
     frequent than before the onset (Poisson), are miners restarting: they outweigh one
@@ -24,7 +27,9 @@ Stage 2, per candidate meter (z high enough that a pass could flag), at each spl
     quiet hours shows no such dip counts as a failed test (real server rooms and HVAC
     seldom drop by exactly their own size). The count is skipped when it cannot
     change the verdict.
-Score = strength(z) damped by 0.3 per failed test; flagged at FLAG_SCORE, which was
+Score = strength(z) damped by 0.3 per failed test; flagged at FLAG_SCORE, or at
+FLAG_SCORE_YOY where the seasonal test could run (the clean steps that pass every other
+test are mostly seasonal ones: with them damped, the flag can be lower); both were
 calibrated on the 2017-2018 buildings only (bench/power_eval.py; 2019-2020 held out).
 """
 
@@ -45,8 +50,14 @@ MIN_DAYS = 21  # fewer valid days than this: not scored
 CANDIDATE_Z = 3.0  # step strength is 0 at this z and rises towards 1 above it
 FLAG_SCORE = 0.79  # calibrated on 2017-2018 only: the lowest score flagging <= 2 % of the clean building-years (0.69), plus a 0.1 margin
 REBOOT_BONUS = 3.0  # reboot dips seen with the step count as this much extra z
-# below this z even a step passing every test (with restarts) scores under FLAG_SCORE
-TESTED_Z = CANDIDATE_Z - 3.0 * float(np.log(1.0 - FLAG_SCORE)) - REBOOT_BONUS
+
+
+def _tested_z(flag: float) -> float:
+    """Below this z even a step passing every test (with restarts) scores under `flag`."""
+    return CANDIDATE_Z - 3.0 * float(np.log(1.0 - flag)) - REBOOT_BONUS
+
+
+TESTED_Z = _tested_z(FLAG_SCORE)
 CHUNK = 20_000  # meters per vectorised block (bounds memory)
 TOP_SPLITS = 3  # candidate splits per meter, tested in turn
 WANDER_WEIGHT = 1.0  # share of the wander in the step noise
@@ -58,6 +69,11 @@ USE_COMMON = True  # measure steps against the city's common mode too (power/com
 COMMON_GAIN = 1.0  # the residual base is used where its step noise is below this share of the raw one's
 SHARED_MAX = 0.5  # a step is the meter's own when at most this share of it is the city's (same days)
 COMMON_REACH = 0.25  # ... and is computed only where the common mode moves steps by this share of that noise
+CONTEXT_DAYS = WINDOW + LOOKBACK  # days before `since` the tests and the noise see (older ones: last year only)
+YEAR = 364  # days back to the same week (and weekday) a year earlier
+YOY_WINDOW = 28  # days either side of that date searched for last year's step (b6's autumn step moves by up to 4 weeks)
+RECUR_MAX = 0.6  # a step up last year, near the same date, of this share of the step: the building's season
+FLAG_SCORE_YOY = 0.40  # the flag where last year could be compared: calibrated on the 2018 clean years (2017 as history) as FLAG_SCORE: highest clean score 0.30, plus 0.1
 
 
 @dataclass(slots=True)
@@ -114,7 +130,7 @@ def _steps_and_scale(base: np.ndarray, window: int, scatter: np.ndarray | None =
 
 
 def best_steps(base: np.ndarray, window: int = WINDOW, top: int = TOP_SPLITS,
-               common: np.ndarray | None = None
+               common: np.ndarray | None = None, first_split: int = 0
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(k, step_kw, z), each (meters, top): the strongest upward steps per meter at
     splits at least two windows apart, strongest first; k=-1 where there is none.
@@ -122,7 +138,8 @@ def best_steps(base: np.ndarray, window: int = WINDOW, top: int = TOP_SPLITS,
     from whichever of its base and its base less the common mode has the smaller
     step noise (the 4th value: True where that is the residual); the residual is
     skipped where the common mode moves that meter's steps by little against its own
-    step noise (it could not change the verdict)."""
+    step noise (it could not change the verdict). Splits before day `first_split` are
+    history: they set the noise but are not candidates."""
     m = base.shape[0]
     k_out = np.full((m, top), -1, dtype=np.int64)
     step_out = np.zeros((m, top))
@@ -147,6 +164,8 @@ def best_steps(base: np.ndarray, window: int = WINDOW, top: int = TOP_SPLITS,
         with np.errstate(invalid="ignore"):
             z = steps / scale[:, None]
         z = np.where(np.isnan(z), -np.inf, z)
+        if first_split > w:
+            z[:, : min(first_split - w, z.shape[1])] = -np.inf
         rows = np.arange(hi - lo)
         cols = np.arange(z.shape[1])
         for t in range(top):
@@ -227,6 +246,25 @@ def ended_share(after: np.ndarray, level: float, step: float, w: int = 28) -> fl
     if not np.any(~np.isnan(falls)):
         return 0.0
     return float(np.nanmax(falls) / step)
+
+
+def recurrence(b: np.ndarray, k: int, step: float, w: int = WINDOW) -> float:
+    """The largest step up of the base `b` (w-day medians either side) at the splits
+    within YOY_WINDOW days of day k - YEAR, as a share of `step`: about 1 when the
+    building rose as much at the same time last year (a heating season, a term, a plant
+    started every autumn). NaN without a year of history before k, or when fewer than
+    half of those splits have readings."""
+    lo, hi = k - YEAR - YOY_WINDOW, k - YEAR + YOY_WINDOW + 1  # the splits
+    a, z = max(0, lo - w), min(len(b), hi + w - 1)  # the days they need
+    if k < YEAR or not step > 0 or z - a < 2 * w + 1:
+        return float("nan")
+    med = nanmedian_windows(b[None, a:z], w, (w + 1) // 2)[0]  # med[i]: days a+i .. a+i+w-1
+    steps = med[w:] - med[:-w]  # steps[i]: the split at day a + w + i
+    splits = a + w + np.arange(len(steps))
+    steps = steps[(splits >= lo) & (splits < hi)]
+    if np.sum(~np.isnan(steps)) < YOY_WINDOW:
+        return float("nan")
+    return float(np.nanmax(steps) / step)
 
 
 def _wander(x: np.ndarray, w: int) -> float:
@@ -407,6 +445,10 @@ def step_tests(row: dict, k: int, dips: bool = True) -> dict:
     # a load that switches seasonally); from just after the post window onwards
     t["ended"] = ended_share(b[k:], post_b, step)
     t["pre_days"] = float(n_pre)
+    past = row.get("_past")
+    recurs = recurrence(b, k, step) if past is None else recurrence(np.concatenate([past, b]), k + len(past), step)
+    if np.isfinite(recurs):  # only with a year of history: else as without it
+        t["recurs"] = recurs
     c = row.get("common")
     if c is not None:  # the share of the step every building took at the same time
         t["shared"] = (_med(c[k:hi]) - _med(c[lo:k])) * row["level"] / step
@@ -497,12 +539,13 @@ TESTS = {
     "new_level": lambda t: t.get("earlier", np.inf) <= 0.75,
     "not_ended": lambda t: t.get("ended", np.inf) <= 0.6,
     "own_step": lambda t: not t.get("shared", 0.0) > SHARED_MAX,
+    "seasonal": lambda t: not t.get("recurs", 0.0) >= RECUR_MAX,
     "enough_days": lambda t: t.get("pre_days", 0.0) >= MIN_PRE_DAYS,
     "seen_long": lambda t: t.get("post_span", 0.0) >= MIN_POST_DAYS,
 }
 
 
-UNFORGIVEN = ("not_ended", "enough_days", "seen_long")  # reboot dips never outweigh these
+UNFORGIVEN = ("not_ended", "enough_days", "seen_long", "seasonal")  # reboot dips never outweigh these
 
 
 def reboots(t: dict) -> str:
@@ -521,6 +564,13 @@ def reboots(t: dict) -> str:
     if _reboots_may_be_missing(t) and t["dip_rate_post"] < 0.5:
         return "missing"
     return ""
+
+
+def flag_score(tests: dict) -> float:
+    """The score that flags a split: FLAG_SCORE_YOY where the step could be compared
+    with the same weeks a year earlier (the `seasonal` test ran), else FLAG_SCORE. Each
+    is calibrated on the clean tune building-years scored that way."""
+    return FLAG_SCORE_YOY if "recurs" in tests else FLAG_SCORE
 
 
 def score_from(z: float, tests: dict) -> tuple[float, list]:
@@ -610,9 +660,9 @@ def _test_split(row: dict, k0: int, z: float) -> tuple[dict, int, float, list]:
 def _dips_can_matter(z: float, tests: dict, score: float) -> bool:
     """Whether counting restart dips (the costliest test) can change this verdict: a
     flag can be lost only to 'missing', a non-flag won only with 'seen'."""
-    if score >= FLAG_SCORE:
+    if score >= flag_score(tests):
         return _reboots_may_be_missing(tests)
-    return _best_with_reboots(z, tests) >= FLAG_SCORE
+    return _best_with_reboots(z, tests) >= flag_score(tests)
 
 
 def _reboots_may_be_missing(tests: dict) -> bool:
@@ -631,28 +681,37 @@ def _best_with_reboots(z: float, tests: dict) -> float:
     return score_from(z, seen)[0]
 
 
-def score_meters(data: HourlyBlock | DailyMatrix, common: CommonMode | None = None) -> list[Verdict]:
+def score_meters(data: HourlyBlock | DailyMatrix, common: CommonMode | None = None,
+                 since: int | None = None) -> list[Verdict]:
     """One verdict per meter of an HourlyBlock (hourly tests included) or a DailyMatrix.
+    With `since` (an epoch day), only onsets from that day on are scored, and the
+    steps, their noise and the tests see the days from CONTEXT_DAYS before it; older
+    readings serve only to compare a step with the same weeks a year earlier (the
+    `seasonal` test). Without it, every day is scored and seen (the year-over-year test
+    runs wherever a meter has a year of readings before a step).
 
     Stage 1, vectorised over all meters: the daily base and its strongest steps, each
     meter's base also taken less the city's common mode (`common`, computed once over
     the workspace; else from this block when it holds at least common.MIN_METERS
     meters; else none: a lone meter is scored on its own base).
     Stage 2, per candidate meter only: daily features and the tests."""
-    if isinstance(data, DailyMatrix):
-        base = data.base
-    else:
-        base = data.daily_base()
+    full = data.base if isinstance(data, DailyMatrix) else data.daily_base()
     m = len(data.meters)
     if m == 0:
         return []
+    start = 0 if since is None else min(full.shape[1], max(0, int(since) - data.day0 - CONTEXT_DAYS))
+    data, base = (_from_day(data, start), full[:, start:]) if start else (data, full)
+    first_full = np.argmax(~np.isnan(full), axis=1)  # each meter's first day with readings
     valid = np.sum(~np.isnan(base), axis=1)
     city = None
     if USE_COMMON:
         city = common.on(data.day0, base.shape[1]) if common is not None else common_mode(base)
-    k, step, z, followed = best_steps(base, common=city)
+    first_split = 0 if since is None else max(0, int(since) - data.day0)
+    k, step, z, followed = best_steps(base, common=city, first_split=first_split)
     levels = meter_levels(base) if city is not None else None
-    tested = (k >= 0) & (z >= TESTED_Z) & (step >= MIN_STEP_KW) & (valid >= MIN_DAYS)[:, None]
+    # splits with a year of the meter's history before them may flag at FLAG_SCORE_YOY
+    gate = np.where(k + start - first_full[:, None] >= YEAR, _tested_z(min(FLAG_SCORE, FLAG_SCORE_YOY)), _tested_z(FLAG_SCORE))
+    tested = (k >= 0) & (z >= gate) & (step >= MIN_STEP_KW) & (valid >= MIN_DAYS)[:, None]
     cand = np.flatnonzero(tested.any(axis=1))
     out = [Verdict(meter, False, 0.0, None, 0.0, zi) for meter, zi in zip(data.meters.tolist(), z[:, 0].tolist())]
     for i in np.flatnonzero(valid < MIN_DAYS):
@@ -687,6 +746,8 @@ def score_meters(data: HourlyBlock | DailyMatrix, common: CommonMode | None = No
             if city is not None:
                 row["common"], row["level"] = city[first:last], float(levels[i])
             row["_wander"] = wanders[int(i)]
+            if start + first > first_full[i]:  # older readings: for the year-over-year test only
+                row["_past"] = full[i, first_full[i] : start + first]
             if hourly is not None:
                 row["_noise_by_hour"] = noise_by_hour[r]
                 row["hourly"] = hourly[r, 24 * first : 24 * last].astype(np.float64)
@@ -694,17 +755,30 @@ def score_meters(data: HourlyBlock | DailyMatrix, common: CommonMode | None = No
             best = None
             for j in todo:  # strongest split first; stop at the first that flags
                 tests, kk, score, failed = _test_split(row, int(k[i, j]) - first, float(z[i, j]))
-                if best is None or score > best[2]:
-                    best = (tests, kk, score, failed, float(z[i, j]))
-                if score >= FLAG_SCORE:
+                if first + kk < first_split:  # the onset fell in the history: not scored
+                    continue
+                flags = score >= flag_score(tests)
+                if best is None or (flags, score) > (best[5], best[2]):
+                    best = (tests, kk, score, failed, float(z[i, j]), flags)
+                if flags:
                     break
-            tests, kk, v.score, v.failed, v.z = best
+            if best is None:
+                continue
+            tests, kk, v.score, v.failed, v.z, _ = best
             tests["common_mode"] = float(followed[i])  # z measured against the city's common mode
             v.tests = tests
             v.onset_day = dm.day0 + first + kk
             v.estimated_kw = max(0.0, float(tests.get(STEP_ESTIMATE, 0.0)))
-            v.flagged = v.score >= FLAG_SCORE and v.estimated_kw >= MIN_STEP_KW
+            v.flagged = v.score >= flag_score(tests) and v.estimated_kw >= MIN_STEP_KW
     return out
+
+
+def _from_day(data: HourlyBlock | DailyMatrix, start: int) -> HourlyBlock | DailyMatrix:
+    """The block from its day `start` on."""
+    if isinstance(data, DailyMatrix):
+        cut = {f: getattr(data, f)[:, start:] for f in ("base", "mean", "peak", "night", "work", "n")}
+        return DailyMatrix(data.meters, data.day0 + start, **cut)
+    return HourlyBlock(data.meters, data.day0 + start, data.kw[:, 24 * start :])
 
 
 def utility_rule(dm: DailyMatrix, load_factor: float = 0.7, night_day: float = 0.8,

@@ -34,6 +34,7 @@ FAILED_WORDS = {
     "seen_long": f"it has not yet lasted {model.MIN_POST_DAYS} days",
     "reboots": "a block that large would show short restart dips, and none came",
     "own_step": "the other buildings rose as much at the same time (weather, season, term)",
+    "seasonal": "the base rose as much in the same weeks a year earlier (the building's own season)",
     "step": "no step",
 }
 
@@ -132,15 +133,28 @@ def workspace_common(con, ws: str | Path, utc_offset_h: float = 0.0) -> CommonMo
         raise _unreadable(ws, exc) from None
 
 
+def since_day(since: str | date | None) -> int | None:
+    """`--since` as an epoch day (local), None for the whole history; a bad date is a
+    one-line error."""
+    if since is None or isinstance(since, int):
+        return since
+    if isinstance(since, str):
+        try:
+            since = date.fromisoformat(since.strip())
+        except ValueError:
+            raise UsageError(f"--since must be a date like 2024-01-31, not {since!r}") from None
+    return (since - EPOCH).days
+
+
 def duckdb_verdicts(con, ws: str | Path, utc_offset_h: float = 0.0,
-                    common: CommonMode | None = None) -> list[model.Verdict]:
+                    common: CommonMode | None = None, since: int | None = None) -> list[model.Verdict]:
     """Every meter of the workspace scored block by block (DuckDB reads, numpy scores)."""
     verdicts: list[model.Verdict] = []
     try:
         files = sorted((Path(ws) / "meters").glob("*.parquet"))  # what the glob reads
         for block in hourly_blocks(con, f"read_parquet('{readings_glob(ws)}')", "meter_key", utc_offset_h,
                                    files=files):
-            verdicts += model.score_meters(block, common)
+            verdicts += model.score_meters(block, common, since=since)
     except duckdb.Error as exc:
         raise _unreadable(ws, exc) from None
     return verdicts
@@ -160,11 +174,14 @@ def check_readings(ws: str | Path) -> None:
 
 
 def score_workspace(ws: str | Path, utc_offset_h: float = 0.0, engine: str = "duckdb",
-                    spark_master: str | None = None, spark=None) -> list[dict]:
+                    spark_master: str | None = None, spark=None, since: str | date | None = None) -> list[dict]:
     """Score every meter in the workspace; store the verdicts in the catalog too.
+    `since` (a date): score only onsets from that local day on; the readings before it
+    are history (see model.score_meters). Default: every day.
     engine "spark" scores on Spark (`spark_master`, default local mode; or the session
     `spark`) with the same results. A folder with no meter readings gives [] and is left
     as it was."""
+    since = since_day(since)
     if engine not in ENGINES:
         raise UsageError(f"--engine must be duckdb or spark, not {engine!r}")
     if engine == "duckdb" and spark_master:
@@ -178,9 +195,9 @@ def score_workspace(ws: str | Path, utc_offset_h: float = 0.0, engine: str = "du
         if engine == "spark":
             from minewatch.power.spark import score_with_spark
 
-            verdicts = score_with_spark(ws, utc_offset_h, spark_master, spark, common=common)
+            verdicts = score_with_spark(ws, utc_offset_h, spark_master, spark, common=common, since=since)
         else:
-            verdicts = duckdb_verdicts(con, ws, utc_offset_h, common)
+            verdicts = duckdb_verdicts(con, ws, utc_offset_h, common, since)
         names = dict(con.execute("SELECT meter_key, meter_id FROM meters").fetchall())
         meta = {r[0]: {k: x for k, x in zip(("declared_business", "contracted_kw", "tariff_class"), r[1:])
                        if x is not None}

@@ -54,7 +54,8 @@ def verdicts_from(table: pa.Table) -> list[model.Verdict]:
             for r in table.to_pylist()]
 
 
-def _block_scorer(grid: HourGrid, size: int, lo: int, hi: int, common: CommonMode | None = None):
+def _block_scorer(grid: HourGrid, size: int, lo: int, hi: int, common: CommonMode | None = None,
+                  since: int | None = None):
     """The function each worker runs on one partition: its readings, split into their
     blocks (block n = keys n * size ... n * size + size - 1), each scored whole."""
 
@@ -71,13 +72,14 @@ def _block_scorer(grid: HourGrid, size: int, lo: int, hi: int, common: CommonMod
             kw_block = place_hours(parts.pop(n), grid, a, b - a + 1)
             block = present_rows(np.arange(a, b + 1), grid.day0, kw_block)
             if block is not None:
-                yield from verdict_table(model.score_meters(block, common)).to_batches()
+                yield from verdict_table(model.score_meters(block, common, since=since)).to_batches()
 
     return score
 
 
 def spark_verdicts(spark, readings_url: str, utc_offset_h: float = 0.0,
-                   max_cells: int = MAX_CELLS, common: CommonMode | None = None) -> list[model.Verdict]:
+                   max_cells: int = MAX_CELLS, common: CommonMode | None = None,
+                   since: int | None = None) -> list[model.Verdict]:
     """Score every meter of the readings at `readings_url` (Parquet files: a Hadoop path or glob)."""
     from pyspark.sql import functions as F
 
@@ -99,7 +101,7 @@ def spark_verdicts(spark, readings_url: str, utc_offset_h: float = 0.0,
     try:
         with warnings.catch_warnings():  # PySpark warns about pandas 3 here; no pandas is used
             warnings.simplefilter("ignore", FutureWarning)
-            scored = by_block.mapInArrow(_block_scorer(grid, size, int(lo), int(hi), common), VERDICT_SCHEMA)
+            scored = by_block.mapInArrow(_block_scorer(grid, size, int(lo), int(hi), common, since), VERDICT_SCHEMA)
             return verdicts_from(scored.toArrow())
     finally:
         if old is None:
@@ -126,7 +128,7 @@ def open_session(master: str | None = None, conf: dict[str, str] | None = None):
 
 
 def score_with_spark(ws: str | Path, utc_offset_h: float = 0.0, master: str | None = None,
-                     spark=None, common: CommonMode | None = None) -> list[model.Verdict]:
+                     spark=None, common: CommonMode | None = None, since: int | None = None) -> list[model.Verdict]:
     """Verdicts of every meter of a workspace, scored by Spark (a session given, or one
     started here and stopped afterwards). Spark's failures become one-line errors."""
     from py4j.protocol import Py4JError
@@ -138,7 +140,8 @@ def score_with_spark(ws: str | Path, utc_offset_h: float = 0.0, master: str | No
     if spark is None:
         spark, started = open_session(master)
     try:
-        return spark_verdicts(spark, as_url(Path(ws) / "meters") + "/*.parquet", utc_offset_h, common=common)
+        return spark_verdicts(spark, as_url(Path(ws) / "meters") + "/*.parquet", utc_offset_h, common=common,
+                              since=since)
     except (PySparkException, Py4JError) as exc:
         raise MinewatchError(f"{ws}: Spark could not score the meters: {_reason(exc)}") from None
     finally:

@@ -152,7 +152,7 @@ def test_nfdump_csv_in_many_pieces_keeps_lines_of_bad_rows_and_flow_refs(tmp_pat
     stats = SourceStats(str(path))
     flows = collect_tables(read_nfdump(path, stats=stats))["flows"]
     assert {r.line: r.reason for r in stats.rejects} == {
-        2 + 3: "bad address in sa",
+        2 + 3: "bad address in sa: 'not-an-ip'",
         2 + 9_999: "wrong number of fields (4, expected 48)",
         2 + 17_777: "bad protocol in pr",
     }

@@ -74,7 +74,7 @@ def test_csv_bad_rows_counted_with_lines(tmp_path):
     assert flows.column("flow_ref").to_pylist() == [2, 9]  # the blank line 8 is not a record
     reasons = {r.line: r.reason for r in stats.rejects}
     assert reasons == {
-        3: "bad address in sa",
+        3: "bad address in sa: 'not-an-ip'",
         4: "bad time in ts",
         5: "bad number in ipkt",
         6: "bad protocol in pr",
@@ -207,7 +207,7 @@ def same_length_breakages(header: str, row: str) -> list[tuple[str, str]]:
     of the pieces do not move)."""
     fields = dict(zip(header.split(","), row.split(",")))
     broken = [
-        ("bad address in sa", with_field(header, row, "sa", "x" * len(fields["sa"]))),
+        (f"bad address in sa: {'x' * len(fields['sa'])!r}", with_field(header, row, "sa", "x" * len(fields["sa"]))),
         ("bad time in ts", with_field(header, row, "ts", fields["ts"].replace("-01-", "-13-", 1))),
         ("bad protocol in pr", with_field(header, row, "pr", "X" * len(fields["pr"]))),
         ("bad number in ipkt", with_field(header, row, "ipkt", "x" * len(fields["ipkt"]))),
@@ -355,3 +355,31 @@ def test_clean_pieces_take_the_splitter(tmp_path, monkeypatch):
     monkeypatch.setattr(tabular, "_parse_with_pyarrow", refuse)
     flows, stats = read(path)
     assert flows.num_rows == len(rows) * 300 and stats.rejected_total == 0
+
+
+BAD_ADDRESSES = ["999.1.1.1", "1.2", "1.2.3.4.5", "::::", "abc", "010.1.1.1", "10.0.0", "fe80::1%eth0",
+                 "1:2:3:4:5:6:7:8:9", "12345::1", "1.2.3.4.", "::1:"]
+
+
+def test_csv_addresses_that_only_look_like_addresses_are_rejected(tmp_path, monkeypatch):
+    """Address characters are not an address: each bad one (in sa or da) is rejected with
+    its line and value, both ways (splitter and pyarrow.csv), and the rest is read."""
+    header, rows = nfdump17_rows()
+    body = [rows[i % len(rows)] for i in range(3000)]
+    expected = {}
+    for n, address in enumerate(BAD_ADDRESSES):
+        index, column = 37 + 211 * n, ("sa", "da")[n % 2]
+        body[index] = with_field(header, body[index], column, address)
+        expected[index + 2] = f"bad address in {column}: {address!r}"
+    body[2999] = with_field(header, body[2999], "da", "2001:0db8:0000:0000:0000:ff00:0042:8329")  # full form: good
+    path = tmp_path / "flows.csv"
+    path.write_text("\n".join([header, *body]) + "\n")
+    flows, stats = assert_same_both_ways(path, monkeypatch)
+    assert {r.line: r.reason for r in stats.rejects} == expected
+    assert stats.rejected == {"bad address in sa": 6, "bad address in da": 6}  # counted by kind, not by value
+    assert flows.num_rows == 3000 - len(BAD_ADDRESSES)
+    assert set(flows.column("flow_ref").to_pylist()).isdisjoint(expected)
+    assert flows.column("dst_ip").to_pylist()[-1] == "2001:0db8:0000:0000:0000:ff00:0042:8329"
+    assert "rejected 6 bad address in sa, 6 bad address in da" in stats.summary()
+    raw = next(r.raw for r in stats.rejects if r.line == 37 + 2)
+    assert "999.1.1.1" in raw

@@ -135,7 +135,8 @@ def test_splitter_plain_ints_times_addresses_and_codes():
     times = ["2024-03-01 10:00:00", "2024-02-29T23:59:59.5", "2023-02-29 00:00:00", "1900-01-01 00:00:00.000001",
              "2024-03-01 24:00:00", "2024-03-01 00:00", "2024-03-01 00:00:00.", "2024-03-01 00:00:00.1234567",
              "2024-03-01 00:00:00Z", "1899-12-31 23:59:59", "9999-12-31 23:59:59.999999", "2024-3-01 00:00:00"]
-    addresses = ["10.0.0.1", "2001:db8::1", "::", "1", "", " 10.0.0.1", "10.0.0.1x", "a" * 46]
+    addresses = ["10.0.0.1", "2001:db8::1", "::", "1", "", " 10.0.0.1", "10.0.0.1x", "a" * 46, "999.1.1.1",
+                 "1.2.3.4.5", "::::", "abc", "::ffff:1.2.3.4"]
     protocols = ["TCP", "UDP", "TCP", "IPv6-ICMP", "ICMP", "", "IPv6-ICMP"] + ["TCP"] * 4 + ["UDP"]  # last: the piece end
     n = max(len(values), len(times), len(addresses), len(protocols))
     column = lambda items, i: items[i] if i < len(items) else items[0]
@@ -156,7 +157,8 @@ def test_splitter_plain_ints_times_addresses_and_codes():
             assert pa.array([value]).cast(pa.timestamp("us")).cast(pa.int64())[0].as_py() == micros[i]
     assert plain[:len(times)].tolist() == [True, True, False, True, False, False, False, False, False, False, True, False]
     bad = np.frombuffer(columns[2][2], np.uint8).astype(bool)
-    assert bad[:len(addresses)].tolist() == ip_text_bad(pa.array(addresses)).to_pylist()
+    assert bad[:len(addresses)].tolist() == ip_text_bad(pa.array(addresses)).to_pylist() == [
+        False, False, False, True, True, True, True, True, True, True, True, True, False]
     codes, distinct = columns[3][2]
     assert [distinct[c].decode() for c in np.frombuffer(codes, np.int32)][:len(protocols)] == protocols
     assert len(distinct) == 5

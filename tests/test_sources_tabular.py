@@ -147,7 +147,7 @@ def test_generic_tsv_and_csv_with_bad_rows_both_ways(tmp_path, monkeypatch):
     path = write(tmp_path, "\n".join([header, *rows]) + "\n")
     flows, stats = both_ways(path, ARGUS, monkeypatch)
     assert {r.line: r.reason for r in stats.rejects} == {
-        12: "bad address in SrcAddr", 502: "wrong number of fields (7, expected 9)", 903: "bad number in Dport"}
+        12: "bad address in SrcAddr: 'ten.0.0.5'", 502: "wrong number of fields (7, expected 9)", 903: "bad number in Dport"}
     tsv = write(tmp_path, "\n".join(line.replace(",", "\t") for line in [header, *rows]) + "\n", "flows.tsv")
     tsv_flows, _ = both_ways(tsv, ARGUS, monkeypatch, delimiter="\t")
     assert tsv_flows.drop(["source_file"]).equals(flows.drop(["source_file"]))
@@ -200,3 +200,41 @@ def test_canonical_names_need_no_mapping(tmp_path):
     partial = write(tmp_path, "ts_start,src_ip,dport\n2024-03-01T02:00:00Z,10.0.0.1,80\n", "partial.csv")
     with pytest.raises(InputError, match="dst_ip not found"):
         read(partial, None)
+
+
+def test_generic_csv_and_parquet_reject_bad_addresses_with_line_and_value(tmp_path, monkeypatch):
+    """Address characters that make no address (a part over 255, too few or too many
+    parts, hex letters alone, a last line cut inside an address) are rejected; the rest
+    is read, from CSV both ways and from Parquet."""
+    header = "StartTime,Dur,Proto,SrcAddr,Sport,DstAddr,Dport,TotPkts,TotBytes"
+    rows = argus_rows(2000)
+    bad = {5: ("SrcAddr", "999.1.1.1"), 300: ("DstAddr", "1.2"), 301: ("SrcAddr", "::::"),
+           1200: ("DstAddr", "abc"), 1500: ("SrcAddr", "1.2.3.4.5"), 1700: ("SrcAddr", " 256.0.0.1 ")}
+    names = header.split(",")
+    for index, (column, value) in bad.items():
+        fields = rows[index].split(",")
+        fields[names.index(column)] = value
+        rows[index] = ",".join(fields)
+    expected = {index + 2: f"bad address in {column}: {value!r}" for index, (column, value) in bad.items()}
+    # the last column is an address: a file cut inside it still has every field
+    reordered = [",".join(r.split(",")[:5] + r.split(",")[6:] + [r.split(",")[5]]) for r in rows]
+    cut_header = ",".join(names[:5] + names[6:] + ["DstAddr"])
+    last = reordered[-1]
+    reordered[-1] = last[:last.rindex(".")]  # 192.0.2.x -> 192.0.2, no newline
+    expected[len(rows) + 1] = f"bad address in DstAddr: {reordered[-1].rsplit(',', 1)[1]!r}"
+    path = write(tmp_path, "\n".join([cut_header, *reordered]))
+    flows, stats = both_ways(path, ARGUS, monkeypatch)
+    assert {r.line: r.reason for r in stats.rejects} == expected
+    assert flows.num_rows == len(rows) - len(expected)
+    assert stats.rejected["bad address in SrcAddr"] == 4 and stats.rejected["bad address in DstAddr"] == 3
+
+    table = pa.table({"t": [f"2024-03-01T02:00:0{i}Z" for i in range(6)],
+                      "a": ["10.0.0.1", "999.1.1.1", None, "2001:db8::7", "1.2", "::ffff:10.0.0.300"],
+                      "b": ["10.0.0.2"] * 6})
+    parquet = tmp_path / "flows.parquet"
+    pq.write_table(table, parquet)
+    flows, stats = read(parquet, {"ts_start": "t", "src_ip": "a", "dst_ip": "b"})
+    assert sorted((r.line, r.reason) for r in stats.rejects) == [
+        (2, "bad address in a: '999.1.1.1'"), (3, "missing a"), (5, "bad address in a: '1.2'"),
+        (6, "bad address in a: '::ffff:10.0.0.300'")]
+    assert flows.column("src_ip").to_pylist() == ["10.0.0.1", "2001:db8::7"]

@@ -260,7 +260,7 @@ def test_partial_canonical_names_in_csv_leave_the_rest_null(tmp_path):
     assert rows[0]["ts_end"] == rows[0]["ts_start"]  # no end: the start
     assert rows[0]["src_port"] is None and rows[0]["ip_proto"] is None and rows[0]["src_msgs"] is None
     rejects = [json.loads(x) for x in next((tmp_path / "ws" / "rejects").glob("*.jsonl")).read_text().splitlines()]
-    assert [(r["line"], r["reason"]) for r in rejects] == [(3, "bad address in dst_ip")]
+    assert [(r["line"], r["reason"]) for r in rejects] == [(3, "bad address in dst_ip: 'not-an-ip'")]
 
 
 def test_table_without_canonical_names_or_mapping_fails_in_one_line(tmp_path):

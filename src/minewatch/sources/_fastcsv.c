@@ -24,7 +24,7 @@
  *   TIME  (int64 microseconds since 1970, uint8 plain): plain =
  *         `YYYY-MM-DD[ T]HH:MM:SS[.f]` with 1 to 6 decimals, a real date from 1900
  *         on, hour < 24, minute and second < 60 (no zone: local time as written)
- *   IP    uint8 bad: the text is not 2 to 45 of the characters [0-9A-Fa-f:.]
+ *   IP    uint8 bad: the text is not an IPv4 or IPv6 address (see `address_ok`)
  *   CODE  (int32 codes, list of the distinct texts), a dictionary encoding, or None
  *         when the column has more than MAX_CODES distinct values or a long one
  *
@@ -219,16 +219,88 @@ static int plain_time(const char *p, size_t n, int64_t *out) {
     return 1;
 }
 
-static uint8_t IP_CHARS[256];
+/* ------------------------------------------------------------------ addresses
+ *
+ * An address is the text nfdump, Zeek and Suricata print, nothing looser:
+ * - IPv4: four decimal parts 0-255 joined by dots; a part with a leading zero
+ *   (`010.1.1.1`) is refused, as inet_pton and Python's ipaddress refuse it (some
+ *   parsers read it as octal; no flow tool prints one);
+ * - IPv6 (RFC 4291 text): at most 8 groups of 1 to 4 hex digits (either case), at
+ *   most one `::` standing for one or more zero groups, the last 32 bits may be a
+ *   dotted IPv4 address as above. No zone id (`fe80::1%eth0`): the flow tools do
+ *   not print one and an address in a flow table is global text.
+ * No space, sign or other byte around or inside. */
 
-static int ip_bad(const char *p, size_t n) {
-    if (n < 2 || n > 45)
-        return 1;
-    for (size_t i = 0; i < n; i++)
-        if (!IP_CHARS[(unsigned char)p[i]])
-            return 1;
-    return 0;
+static uint8_t HEX_DIGIT[256];
+
+static inline int ipv4_ok(const char *p, size_t n) {
+    if (n < 7 || n > 15)
+        return 0;
+    const char *end = p + n;
+    for (int part = 0;; part++) { /* 1 to 3 digits, no leading zero, at most 255 */
+        if (!is_digit(p[0]))
+            return 0;
+        int value = p[0] - '0';
+        const char *q = p + 1;
+        if (q < end && is_digit(*q) && value) {
+            value = value * 10 + (*q++ - '0');
+            if (q < end && is_digit(*q)) {
+                value = value * 10 + (*q++ - '0');
+                if (value > 255)
+                    return 0;
+            }
+        }
+        if (part == 3)
+            return q == end;
+        if (q == end || *q != '.')
+            return 0;
+        p = q + 1;
+        if (p == end)
+            return 0;
+    }
 }
+
+static int ipv6_ok(const char *p, size_t n) {
+    if (n < 2 || n > 45)
+        return 0;
+    int groups = 0, gap = 0;
+    size_t i = 0;
+    if (p[0] == ':') { /* only as the start of a leading `::` */
+        if (p[1] != ':')
+            return 0;
+        gap = 1;
+        i = 2;
+    }
+    while (i < n) {
+        size_t start = i;
+        while (i < n && i - start < 5 && HEX_DIGIT[(unsigned char)p[i]])
+            i++;
+        if (i < n && p[i] == '.') { /* the dotted IPv4 tail: two groups, the end */
+            if (!ipv4_ok(p + start, n - start))
+                return 0;
+            groups += 2;
+            break;
+        }
+        if (i == start || i - start > 4 || ++groups > 8)
+            return 0;
+        if (i == n)
+            break;
+        if (p[i] != ':' || ++i == n) /* a lone `:` may not end the text */
+            return 0;
+        if (p[i] == ':') {
+            if (gap)
+                return 0;
+            gap = 1;
+            i++;
+        }
+    }
+    return gap ? groups <= 7 : groups == 8;
+}
+
+/* 1 when p[0..n) is IPv4 or IPv6 address text as described above. */
+static inline int address_ok(const char *p, size_t n) { return ipv4_ok(p, n) || ipv6_ok(p, n); }
+
+static inline int ip_bad(const char *p, size_t n) { return !address_ok(p, n); }
 
 static inline int same_text(const char *a, const char *b, size_t n) {
     for (size_t i = 0; i < n; i++) /* codes are short: no call to memcmp */
@@ -646,17 +718,93 @@ done:
     return result;
 }
 
+/* ------------------------------------------------------------------ addresses for Python */
+
+/* bad_addresses(offsets, data, validity, offset, wide, out): for the `len(out)` rows of an
+   Arrow string column from row `offset` (offsets int32, or int64 when `wide`, as
+   large_string has them; validity a bitmap or None), out[row] = 1 where the value is
+   present and not an address, else 0. `out` is a writable buffer of one byte a row
+   (a numpy bool array). */
+static PyObject *bad_addresses(PyObject *self, PyObject *args) {
+    Py_buffer offsets, data = {0}, validity = {0}, out;
+    PyObject *data_arg, *validity_arg;
+    Py_ssize_t offset;
+    int wide;
+    if (!PyArg_ParseTuple(args, "y*OOnpw*", &offsets, &data_arg, &validity_arg, &offset, &wide, &out))
+        return NULL;
+    PyObject *result = NULL;
+    if (data_arg != Py_None && PyObject_GetBuffer(data_arg, &data, PyBUF_SIMPLE))
+        goto done;
+    if (validity_arg != Py_None && PyObject_GetBuffer(validity_arg, &validity, PyBUF_SIMPLE))
+        goto done;
+    Py_ssize_t rows = out.len, width = wide ? 8 : 4;
+    if (offset < 0 || offsets.len / width < offset + rows + 1 ||
+        (validity.buf && validity.len < (offset + rows + 7) / 8)) {
+        PyErr_SetString(PyExc_ValueError, "offsets or validity shorter than the rows");
+        goto done;
+    }
+    const char *text = data.buf ? (const char *)data.buf : "";
+    const uint8_t *valid = validity.buf;
+    uint8_t *bad = out.buf;
+    int broken = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t r = 0; r < rows; r++) {
+        Py_ssize_t at = offset + r;
+        int64_t start, end;
+        if (wide) {
+            start = ((const int64_t *)offsets.buf)[at];
+            end = ((const int64_t *)offsets.buf)[at + 1];
+        } else {
+            start = ((const int32_t *)offsets.buf)[at];
+            end = ((const int32_t *)offsets.buf)[at + 1];
+        }
+        if (valid && !(valid[at >> 3] >> (at & 7) & 1)) {
+            bad[r] = 0;
+            continue;
+        }
+        if (start < 0 || end < start || end > data.len) {
+            broken = 1;
+            break;
+        }
+        bad[r] = (uint8_t)ip_bad(text + start, (size_t)(end - start));
+    }
+    Py_END_ALLOW_THREADS
+    if (broken)
+        PyErr_SetString(PyExc_ValueError, "string offsets outside the data");
+    else
+        result = Py_NewRef(Py_None);
+done:
+    PyBuffer_Release(&offsets);
+    PyBuffer_Release(&out);
+    if (data.obj)
+        PyBuffer_Release(&data);
+    if (validity.obj)
+        PyBuffer_Release(&validity);
+    return result;
+}
+
+/* address_ok(text: bytes) -> bool: the same check for one value. */
+static PyObject *address_ok_py(PyObject *self, PyObject *arg) {
+    Py_buffer text;
+    if (PyObject_GetBuffer(arg, &text, PyBUF_SIMPLE))
+        return NULL;
+    int ok = address_ok((const char *)text.buf, (size_t)text.len);
+    PyBuffer_Release(&text);
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef METHODS[] = {
     {"split", split, METH_VARARGS, "Split a piece of unquoted CSV text into the wanted columns."},
+    {"bad_addresses", bad_addresses, METH_VARARGS, "Mark the rows of an Arrow string column that are not IP addresses."},
+    {"address_ok", address_ok_py, METH_O, "True when the bytes are IPv4 or IPv6 address text."},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef MODULE = {PyModuleDef_HEAD_INIT, "_fastcsv", "Field splitter for unquoted CSV pieces.", -1, METHODS};
 
 PyMODINIT_FUNC PyInit__fastcsv(void) {
-    const char *ip = "0123456789abcdefABCDEF:.";
-    for (const char *p = ip; *p; p++)
-        IP_CHARS[(unsigned char)*p] = 1;
+    for (const char *p = "0123456789abcdefABCDEF"; *p; p++)
+        HEX_DIGIT[(unsigned char)*p] = 1;
     for (int i = 0; i < 256; i++)
         BITS_SET[i] = (uint8_t)((i & 1) + BITS_SET[i / 2]);
     PyObject *module = PyModule_Create(&MODULE);

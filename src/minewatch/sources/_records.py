@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import gzip
+import ipaddress
 import math
 import os
 import re
@@ -31,6 +32,11 @@ import pyarrow.compute as pc
 
 from minewatch.errors import InputError
 from minewatch.schema.flows import TS
+
+try:
+    from minewatch.sources import _fastcsv
+except ImportError:  # not built: addresses are checked with the ipaddress module
+    _fastcsv = None
 
 BATCH_ROWS = 65536
 MAX_KEPT_REJECTS = 100_000  # raw rejected records kept in memory; counts are always exact
@@ -63,13 +69,17 @@ class SourceStats:
     rejects_not_kept: int = 0  # rejected beyond MAX_KEPT_REJECTS (counted, raw text not kept)
     notes: list[str] = field(default_factory=list)  # assumptions taken (year, time zone, truncation)
 
-    def reject(self, line: int, reason: str, raw: str | bytes = "") -> None:
+    def reject(self, line: int, reason: str, raw: str | bytes = "", detail: str = "") -> None:
+        """Count `reason`; keep the record with `reason: detail` (the offending value, say),
+        so that the counts stay per kind of fault while each record says what was wrong."""
         self.rejected[reason] += 1
         if len(self.rejects) >= MAX_KEPT_REJECTS:
             self.rejects_not_kept += 1
             return
         if isinstance(raw, bytes):
             raw = raw.decode("utf-8", "replace")
+        if detail:
+            reason = f"{reason}: {detail}"
         self.rejects.append(Reject(self.path, line, reason, raw.rstrip("\r\n")[:MAX_RAW_CHARS]))
 
     def note(self, text: str) -> None:
@@ -507,7 +517,6 @@ def clean_domain(name: str | None) -> str | None:
 TIME_UNITS = {"s": 1_000_000, "ms": 1_000, "us": 1}
 _INT_PATTERN = r"^\s*-?[0-9]+\s*$"
 _NUM_PATTERN = r"^\s*-?[0-9]+(\.[0-9]*)?([eE][-+]?[0-9]+)?\s*$"
-_IP_PATTERN = r"^[0-9A-Fa-f:.]{2,45}$"  # a cheap shape check: IPv4 or IPv6 text
 
 
 def _fill_bad(values: pa.Array, ok: pa.Array) -> pa.Array:
@@ -717,27 +726,52 @@ def _cast_iso_slow(part: pa.Array, with_zone: bool, naive_tz: str) -> tuple[pa.A
     return pa.array(values, pa.int64()).cast(TS), pa.array(bad)
 
 
-_IP_BYTES = np.zeros(256, bool)
-_IP_BYTES[np.frombuffer(b"0123456789abcdefABCDEF:.", np.uint8)] = True
+def ip_text_ok(text: str | bytes | None) -> bool:
+    """True when `text` is an IPv4 or IPv6 address as flow tools print it: a dotted
+    quad of 0-255 without leading zeros, or RFC 4291 IPv6 text (an IPv4 tail allowed,
+    no zone id `%eth0`), with nothing around it. The rule is `address_ok` in _fastcsv.c;
+    `_address_ok_python` is the same rule where the extension is not built."""
+    if text is None:
+        return False
+    if isinstance(text, str):
+        if not text.isascii():
+            return False
+        text = text.encode("ascii")
+    if _fastcsv is None:
+        return _address_ok_python(text)
+    return _fastcsv.address_ok(text)
+
+
+def _address_ok_python(text: bytes) -> bool:
+    if not 2 <= len(text) <= 45 or not _ADDRESS_BYTES.issuperset(text):
+        return False
+    try:
+        ipaddress.ip_address(text.decode("ascii"))  # refuses leading zeros in IPv4 (Python >= 3.9.5)
+    except ValueError:
+        return False
+    return True
+
+
+_ADDRESS_BYTES = frozenset(b"0123456789abcdefABCDEF:.")  # a zone id (`%`) or space is refused here
 
 
 def ip_text_bad(column: pa.Array) -> pa.Array:
-    """Mask of rows whose address is present but is not IPv4/IPv6 text: 2 to 45 of the
-    characters [0-9A-Fa-f:.] (the shape `_IP_PATTERN` says, checked on the raw bytes)."""
+    """Boolean mask of the rows whose value is present but not an address (`ip_text_ok`);
+    nulls are not bad (the caller counts them as missing). Checked in C over the
+    column's buffers, without making Python strings."""
     column = as_strings(column)
-    if not pa.types.is_string(column.type) or len(column) == 0:
-        ok = pc.match_substring_regex(column, _IP_PATTERN)
-        return pc.invert(pc.fill_null(ok, True))
-    offsets = np.frombuffer(column.buffers()[1], np.int32)[column.offset:column.offset + len(column) + 1]
-    data = column.buffers()[2]
-    raw = np.frombuffer(data, np.uint8) if data is not None else np.zeros(0, np.uint8)
-    outside = np.flatnonzero(~_IP_BYTES[raw[offsets[0]:offsets[-1]]]) + offsets[0]  # usually none
-    lengths = np.diff(offsets)
-    bad = (lengths < 2) | (lengths > 45)
-    if len(outside):
-        bad[np.searchsorted(offsets, outside, side="right") - 1] = True
-    if column.null_count:
-        bad &= column.is_valid().to_numpy(zero_copy_only=False)
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if not _is_text(column):
+        column = column.cast(pa.string())
+    if _fastcsv is None:
+        return pa.array([value is not None and not _address_ok_python(value.encode("utf-8"))
+                         for value in column.to_pylist()], pa.bool_())
+    bad = np.zeros(len(column), bool)
+    if len(column):
+        validity, offsets, data = column.buffers()[:3]
+        _fastcsv.bad_addresses(offsets, data, validity if column.null_count else None, column.offset,
+                               pa.types.is_large_string(column.type), bad)
     return pa.array(bad)
 
 

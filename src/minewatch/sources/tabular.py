@@ -14,8 +14,8 @@ This module also holds `columns_to_flows`, the vectorised conversion the nfdump
 reader shares: source columns in, a FLOWS batch and per-row rejects out, and the CSV
 loop (`_stream_csv`) that splits and converts pieces of the file in worker threads.
 Pieces are split by the compiled `_fastcsv` (the wanted columns only, plus the values
-of the plainest spellings: digits, `YYYY-MM-DD HH:MM:SS`, address characters, small
-code sets), or by pyarrow.csv where a piece has quotes or a lone carriage return, or
+of the plainest spellings: digits, `YYYY-MM-DD HH:MM:SS`, whether an address is one,
+small code sets), or by pyarrow.csv where a piece has quotes or a lone carriage return, or
 when `_fastcsv` is not built; both give the same rows, rejects and line numbers.
 """
 
@@ -465,12 +465,14 @@ def columns_to_flows(
                 pass
         return to_time_column(column(canonical), time_unit, naive_tz)
 
-    def flag(reason: str, mask) -> None:
+    def flag(reason: str, mask, shown: pa.Array | None = None) -> None:
+        """Rows of `mask` are rejected for `reason` (the first found per row); with
+        `shown`, each reject also says the row's value there."""
         if isinstance(mask, pa.Array) and not pc.any(mask).as_py():  # the usual case: nothing to convert
             return
         mask = np.asarray(mask.to_numpy(zero_copy_only=False) if hasattr(mask, "to_numpy") else mask, bool)
         if mask.any():
-            problems.append((reason, mask))
+            problems.append((reason, mask, shown))
 
     start_plain = shortcut("ts_start")
     if start_plain is not None and start_plain.null_count == 0:
@@ -479,7 +481,7 @@ def columns_to_flows(
         blank = _blank_rows(column("ts_start"), column("src_ip"), column("dst_ip"))
     if blank is not None:  # empty lines (or rows of empty fields): not records, nothing to keep
         stats.ignore("empty rows", int(blank.sum()))
-        problems.append(("", blank))
+        problems.append(("", blank, None))
     start, bad = times("ts_start")
     flag(f"bad time in {mapping['ts_start']}", bad)
     flag(f"missing {mapping['ts_start']}", pc.is_null(start))
@@ -502,11 +504,14 @@ def columns_to_flows(
         values = as_strings(column(side)).cast(pa.string())
         bad = shortcut(side) if shortcut(side) is not None else ip_text_bad(values)
         if pc.any(bad).as_py():  # padded (nfdump fmt output) or empty: trim and look again
+            written = values
             values = pc.utf8_trim_whitespace(values)
             values = pc.if_else(pc.equal(values, ""), pa.scalar(None, pa.string()), values)
             bad = ip_text_bad(values)
+        else:
+            written = None
         flag(f"missing {mapping[side]}", pc.is_null(values))
-        flag(f"bad address in {mapping[side]}", bad)
+        flag(f"bad address in {mapping[side]}", bad, written)
         out[side] = values
 
     proto = None
@@ -573,10 +578,11 @@ def columns_to_flows(
     keep = None
     if problems:
         any_bad = np.zeros(n, bool)
-        for reason, mask in problems:
+        for reason, mask, shown in problems:
             new = mask & ~any_bad  # one reason per row: the first found
             for index in np.flatnonzero(new) if reason else ():
-                stats.reject(int(lines[index]), reason, _row_text(batch, int(index)))
+                detail = _shown_value(shown[int(index)].as_py()) if shown is not None else ""
+                stats.reject(int(lines[index]), reason, _row_text(batch, int(index)), detail)
             any_bad |= mask
         if any_bad.all():
             return None
@@ -688,6 +694,12 @@ def _as_array(values, n: int, type_: pa.DataType) -> pa.Array:
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     return values if values.type == type_ else values.cast(type_)
+
+
+def _shown_value(value) -> str:
+    """A field's value for a reject reason: quoted (spaces and odd bytes visible), cut short."""
+    text = "" if value is None else str(value)
+    return repr(text if len(text) <= 60 else text[:60] + "...")
 
 
 def _row_text(batch: pa.RecordBatch, index: int) -> str:

@@ -104,3 +104,24 @@ def test_bind_time_parses_each_second_once_and_keeps_fractions_and_zones():
     assert bind_time("06-Jul-2025 10:00:01", berlin, seen) == summer  # UTC+2 in summer
     for bad in ("06-Jan-2025 10:00:01.1234567", "31-Feb-2025 10:00:01", "06-Foo-2025 10:00:01", "06-Jan-2025 10:00:01.x"):
         assert bind_time(bad, berlin, seen) is None, bad
+
+
+def test_bad_client_addresses_are_rejected_in_every_kind(tmp_path):
+    cases = {
+        "bind.log": ("06-Jan-2025 10:00:01.123 queries: info: client @0x7f 10.0.0.5#53211 (a.example): query: a.example IN A + (10.0.0.1)\n"
+                     "06-Jan-2025 10:00:02.123 queries: info: client @0x7f 10.0.0.500#53211 (a.example): query: a.example IN A + (10.0.0.1)\n"
+                     "06-Jan-2025 10:00:03.123 queries: info: client @0x7f 10.0.0.6#53211 (a.example): query: a.example IN A + (10.0..1)\n",
+                     [(2, "bad address in client: '10.0.0.500'"), (3, "bad address in server: '10.0..1'")]),
+        "dnsmasq.log": ("Jan  6 10:00:01 dnsmasq[812]: query[A] pool.example.com from 10.0.0.5\n"
+                        "Jan  6 10:00:02 dnsmasq[812]: query[A] pool.example.com from 1.2.3\n",
+                        [(2, "bad address in client: '1.2.3'")]),
+        "dns.csv": ("ts,client_ip,query,qtype\n1709258400,10.0.0.5,a.example,A\n1709258401,abc,a.example,A\n",
+                    [(3, "bad address in client_ip: 'abc'")]),
+    }
+    for name, (text, expected) in cases.items():
+        path = tmp_path / name
+        path.write_text(text)
+        stats = SourceStats(str(path))
+        rows = collect_tables(read_dnslog(path, stats=stats))["dns"]
+        assert [(r.line, r.reason) for r in stats.rejects] == expected, name
+        assert rows.num_rows == text.count("\n") - len(expected) - (name == "dns.csv"), name

@@ -498,3 +498,31 @@ def test_suricata_odd_app_object_costs_only_its_piece_the_fast_path(tmp_path, sm
     path.write_text("".join(jsonlib.dumps(e) + "\n" for e in events))
     _, stats = suricata_both(path)
     assert [(r.line, r.reason.split(":")[0]) for r in stats.rejects] == [(8, "bad http event"), (10, "dns event without a dns object")]
+
+
+def test_bad_addresses_are_rejected_by_every_log_reader_with_their_value(tmp_path, small_pieces):
+    import json as jsonlib
+
+    rows = _dns_rows(3000)
+    rows[5] = rows[5].replace("\t10.0.5.1\t", "\t999.0.5.1\t")
+    rows[2500] = rows[2500].replace("\t8.8.8.8\t", "\t8.8.8\t")
+    _, stats = assert_same(_zeek_tsv(tmp_path / "dns.log", "dns", DNS_FIELDS, DNS_TYPES, rows))
+    assert [(r.line, r.reason) for r in stats.rejects] == [
+        (13, "bad address in id.orig_h: '999.0.5.1'"), (2508, "bad address in id.resp_h: '8.8.8'")]
+    assert stats.rejected == {"bad address in id.orig_h": 1, "bad address in id.resp_h": 1}
+
+    conn = (HERE / "zeek_conn.log").read_text().splitlines()
+    first = next(i for i, line in enumerate(conn) if not line.startswith("#"))
+    conn[first] = "\t".join(v if k != 2 else "fe80::1%eth0" for k, v in enumerate(conn[first].split("\t")))
+    (tmp_path / "conn.log").write_text("\n".join(conn) + "\n")
+    _, stats = assert_same(tmp_path / "conn.log")
+    assert [r.reason for r in stats.rejects] == ["bad address in id.orig_h: 'fe80::1%eth0'"]
+
+    events = _eve_app_events(3000)
+    events[4]["src_ip"] = "10.0.0.256"
+    events[2999]["dest_ip"] = "2001:db8::1::2"
+    path = tmp_path / "eve.json"
+    path.write_text("".join(jsonlib.dumps(e) + "\n" for e in events))
+    _, stats = suricata_both(path)
+    assert [(r.line, r.reason) for r in stats.rejects] == [
+        (5, "bad address in src_ip: '10.0.0.256'"), (3000, "bad address in dest_ip: '2001:db8::1::2'")]

@@ -726,6 +726,26 @@ def _cast_iso_slow(part: pa.Array, with_zone: bool, naive_tz: str) -> tuple[pa.A
     return pa.array(values, pa.int64()).cast(TS), pa.array(bad)
 
 
+class RecordError(ValueError):
+    """A record that cannot be used: `reason` is counted (a kind of fault), `detail` (the
+    offending value) is kept with the rejected record only. str() gives both."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason, self.detail = reason, detail
+
+
+def address_field(value, name: str) -> str | None:
+    """An address field of a record as text; None when absent; RecordError when present
+    but not an address (`ip_text_ok`)."""
+    if value in (None, ""):
+        return None
+    text = str(value)
+    if not ip_text_ok(text):
+        raise RecordError(f"bad address in {name}", repr(text[:60]))
+    return text
+
+
 def ip_text_ok(text: str | bytes | None) -> bool:
     """True when `text` is an IPv4 or IPv6 address as flow tools print it: a dotted
     quad of 0-255 without leading zeros, or RFC 4291 IPv6 text (an IPv4 tail allowed,

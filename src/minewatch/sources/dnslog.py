@@ -29,6 +29,8 @@ from minewatch.schema.dns import DNS
 from minewatch.sources._records import (
     BATCH_ROWS,
     Batch,
+    RecordError,
+    address_field,
     RowBatcher,
     SourceStats,
     any_time_to_us,
@@ -156,6 +158,8 @@ def _bind_rows(path, stats: SourceStats, tz, year) -> Iterator[tuple[int, dict]]
             else:
                 stats.ignore("other BIND log lines")
             continue
+        if not _addresses_ok(stats, number, text, client=match["ip"], server=match["server"]):
+            continue
         if match["date"]:
             ts = bind_time(match["date"], tz, seconds_seen)
             if ts is None:
@@ -207,6 +211,8 @@ def _dnsmasq_rows(path, stats: SourceStats, tz, year) -> Iterator[tuple[int, dic
             if ts is None:
                 stats.reject(number, "dnsmasq line without a timestamp", text)
                 continue
+            if not _addresses_ok(stats, number, text, client=query["ip"]):
+                continue
             name = clean_domain(query["name"]) or "."
             if (done := pending.pop(name, None)) is not None:
                 yield done
@@ -247,6 +253,18 @@ def _dnsmasq_rows(path, stats: SourceStats, tz, year) -> Iterator[tuple[int, dic
     yield from sorted(pending.values(), key=lambda item: item[0])
 
 
+def _addresses_ok(stats: SourceStats, number: int, text: str, **addresses) -> bool:
+    """False (the line rejected, naming the field and its value) when a given address is
+    not one."""
+    for name, value in addresses.items():
+        try:
+            address_field(value, name)
+        except RecordError as e:
+            stats.reject(number, e.reason, text, detail=e.detail)
+            return False
+    return True
+
+
 def _syslog_time(prefix: re.Match, year: int | None, moment: datetime, tz) -> int:
     month = _MONTHS[prefix["mon"]]
     hour, minute, second = (int(x) for x in prefix["time"].split(":"))
@@ -285,6 +303,8 @@ def _csv_rows(path, stats: SourceStats, tz, year) -> Iterator[tuple[int, dict]]:
             continue
         if not get("client_ip") or not get("query"):
             stats.reject(number, "missing client_ip or query", text)
+            continue
+        if not _addresses_ok(stats, number, text, client_ip=get("client_ip"), server_ip=get("server_ip")):
             continue
         answers = [a.strip() for a in re.split(r"[|;]", get("answers")) if a.strip()]
         rcode = get("rcode").upper() or None

@@ -36,6 +36,9 @@ from minewatch.sources._names import clean_domains
 from minewatch.sources._records import (
     BATCH_ROWS,
     PieceJoiner,
+    RecordError,
+    address_field,
+    ip_text_bad,
     line_pieces,
     looks_binary,
     map_distinct,
@@ -58,10 +61,6 @@ from minewatch.sources._records import (
 
 DNS_PORTS = (53, 853, 5353, 5355)
 SCHEMAS = {"flows": FLOWS, "dns": DNS, "tls": TLS, "http": HTTP, "alerts": ALERTS}
-
-
-class RecordError(ValueError):
-    """A record that cannot be used; the message is the reject reason."""
 
 
 def read_suricata(path: str | Path, *, stats: SourceStats, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
@@ -114,7 +113,7 @@ def _event_row(number: int, text: str, source: str, stats: SourceStats) -> tuple
     try:
         table, row = mapper(event)
     except RecordError as e:
-        stats.reject(number, str(e), text)
+        stats.reject(number, e.reason, text, detail=e.detail)
         return None
     except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as e:
         stats.reject(number, f"bad {kind} event: {e}", text)
@@ -262,6 +261,8 @@ def _endpoints_fast(cols: _Columns, need_addresses: bool) -> dict | None:
     if need_addresses and (src_ip.null_count or dst_ip.null_count
                            or pc.any(pc.or_(pc.equal(src_ip, ""), pc.equal(dst_ip, ""))).as_py()):
         return None
+    if pc.any(ip_text_bad(src_ip)).as_py() or pc.any(ip_text_bad(dst_ip)).as_py():
+        return None  # the per-event code rejects them with their value
     raw_proto = cols.get("proto")
     proto = map_distinct(raw_proto, proto_number, pa.int16())[0]
     l4 = pc.coalesce(map_distinct(proto, l4_name, pa.string())[0], raw_proto)
@@ -495,16 +496,16 @@ def _time(value, what: str) -> int:
     try:
         return any_time_to_us(value)
     except (ValueError, OverflowError):
-        raise RecordError(f"bad time in {what}: {value!r}") from None
+        raise RecordError(f"bad time in {what}", repr(value)) from None
 
 
 def _endpoints(event: dict) -> dict:
     proto = proto_number(event.get("proto"))
     has_ports = proto in PORT_PROTOCOLS
     return {
-        "src_ip": event.get("src_ip"),
+        "src_ip": address_field(event.get("src_ip"), "src_ip"),
         "src_port": opt_int(event.get("src_port"), 0, 65535) if has_ports else None,
-        "dst_ip": event.get("dest_ip"),
+        "dst_ip": address_field(event.get("dest_ip"), "dest_ip"),
         "dst_port": opt_int(event.get("dest_port"), 0, 65535) if has_ports else None,
         "_proto": proto,
     }

@@ -37,6 +37,9 @@ from minewatch.sources._names import clean_domains
 from minewatch.sources._records import (
     BATCH_ROWS,
     DECIMALS,
+    RecordError,
+    address_field,
+    ip_text_bad,
     DIGITS,
     PieceJoiner,
     epoch_text_to_us,
@@ -74,10 +77,6 @@ SIGNATURE_FIELDS = [
 # Zeek history letters (uppercase: originator, lowercase: responder) -> TCP flag bits
 HISTORY_FLAGS = {"s": 0x02, "h": 0x12, "a": 0x10, "d": 0x18, "f": 0x01, "r": 0x04}
 _ESCAPE = re.compile(r"\\x([0-9a-fA-F]{2})")
-
-
-class RecordError(ValueError):
-    """A record that cannot be used; the message is the reject reason."""
 
 
 def read_zeek(path: str | Path, *, stats: SourceStats, batch_rows: int = BATCH_ROWS) -> Iterator[Batch]:
@@ -148,7 +147,7 @@ def _map_records(records, source: str, stats: SourceStats) -> Iterator[tuple[str
         try:
             row = MAPPERS[kind](fields)
         except RecordError as e:
-            stats.reject(line_no, str(e), _raw(fields))
+            stats.reject(line_no, e.reason, _raw(fields), detail=e.detail)
             continue
         except (ValueError, TypeError, OverflowError) as e:
             stats.reject(line_no, f"bad value: {e}", _raw(fields))
@@ -308,30 +307,28 @@ def _ts(fields: dict, name: str = "ts") -> int:
     try:
         return any_time_to_us(value)
     except (ValueError, OverflowError):
-        raise RecordError(f"bad time in {name}: {value!r}") from None
+        raise RecordError(f"bad time in {name}", repr(value)) from None
 
 
 def _addr(fields: dict, name: str, required: bool = True) -> str | None:
-    value = fields.get(name)
-    if value in (None, ""):
-        if required:
-            raise RecordError(f"missing {name}")
-        return None
-    return str(value)
+    value = address_field(fields.get(name), name)
+    if value is None and required:
+        raise RecordError(f"missing {name}")
+    return value
 
 
 def _port(fields: dict, name: str) -> int | None:
     try:
         return opt_int(fields.get(name), 0, 65535)
     except ValueError:
-        raise RecordError(f"bad port in {name}: {fields.get(name)!r}") from None
+        raise RecordError(f"bad port in {name}", repr(fields.get(name))) from None
 
 
 def _count(fields: dict, name: str, high: int = 1 << 62) -> int | None:
     try:
         return opt_int(fields.get(name), 0, high)
     except ValueError:
-        raise RecordError(f"bad count in {name}: {fields.get(name)!r}") from None
+        raise RecordError(f"bad count in {name}", repr(fields.get(name))) from None
 
 
 def _bool(value) -> bool | None:
@@ -344,7 +341,7 @@ def _bool(value) -> bool | None:
         return True
     if text in ("f", "false", "0"):
         return False
-    raise RecordError(f"bad boolean {value!r}")
+    raise RecordError("bad boolean", repr(value))
 
 
 def _first(value):
@@ -372,9 +369,9 @@ def _conn(fields: dict) -> dict:
     try:
         seconds = float(duration) if duration not in (None, "") else 0.0
     except ValueError:
-        raise RecordError(f"bad duration {duration!r}") from None
+        raise RecordError("bad duration", repr(duration)) from None
     if not seconds >= 0:
-        raise RecordError(f"bad duration {duration!r}")
+        raise RecordError("bad duration", repr(duration))
     src_ip, dst_ip = _addr(fields, "id.orig_h"), _addr(fields, "id.resp_h")
     proto_name = str(fields.get("proto") or "").lower()
     proto = {"tcp": 6, "udp": 17, "icmp": 58 if ":" in src_ip else 1}.get(proto_name)
@@ -454,7 +451,7 @@ def _http(fields: dict) -> dict:
     try:
         status = opt_int(status, 0, 999)
     except ValueError:
-        raise RecordError(f"bad status_code {status!r}") from None
+        raise RecordError("bad status_code", repr(status)) from None
     return {
         **_endpoints(fields),
         "method": fields.get("method") or None,
@@ -744,7 +741,7 @@ def _conn_typed(n: int, start: pa.Array, seconds: pa.Array | None, src_ip, dst_i
     float seconds, strings, int64 counts; None when a row would be rejected."""
     if src_ip is None or dst_ip is None or src_ip.null_count or dst_ip.null_count:
         return None
-    if pc.any(pc.or_(pc.equal(src_ip, ""), pc.equal(dst_ip, ""))).as_py():
+    if pc.any(pc.or_(pc.equal(src_ip, ""), pc.equal(dst_ip, ""))).as_py() or _any_bad_address(src_ip, dst_ip):
         return None
     if seconds is None:
         seconds = pa.array(np.zeros(n))
@@ -826,9 +823,16 @@ def _micros(column: pa.Array | None) -> pa.Array | None:
     return None if pc.max(pc.abs(micros)).as_py() > 9e18 else micros.cast(pa.int64())
 
 
+def _any_bad_address(*columns) -> bool:
+    """Whether a present value of these columns is not an address (the line reader says which)."""
+    return any(c is not None and pc.any(ip_text_bad(c)).as_py() for c in columns)
+
+
 def _endpoints_fast(get) -> dict | None:
     start = _micros(get("ts"))
     if start is None:
+        return None
+    if _any_bad_address(get("id.orig_h"), get("id.resp_h")):
         return None
     out = {"ts": start.cast(TS_TYPE), "src_ip": get("id.orig_h"), "dst_ip": get("id.resp_h")}
     for name, column in PORT_FIELDS:

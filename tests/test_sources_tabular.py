@@ -123,8 +123,8 @@ def both_ways(path, mapping, monkeypatch, **options):
         flows_ref, stats_ref = read(path, mapping, **options)
     assert flows.equals(flows_ref)
     assert sorted((r.line, r.reason, r.raw) for r in stats.rejects) == sorted((r.line, r.reason, r.raw) for r in stats_ref.rejects)
-    assert (stats.accepted, stats.rejected, stats.ignored, stats.notes) == (
-        stats_ref.accepted, stats_ref.rejected, stats_ref.ignored, stats_ref.notes)
+    assert (stats.accepted, stats.rejected, stats.ignored, stats.adjusted, stats.notes) == (
+        stats_ref.accepted, stats_ref.rejected, stats_ref.ignored, stats_ref.adjusted, stats_ref.notes)
     return flows, stats
 
 
@@ -238,3 +238,15 @@ def test_generic_csv_and_parquet_reject_bad_addresses_with_line_and_value(tmp_pa
         (2, "bad address in a: '999.1.1.1'"), (3, "missing a"), (5, "bad address in a: '1.2'"),
         (6, "bad address in a: '::ffff:10.0.0.300'")]
     assert flows.column("src_ip").to_pylist() == ["10.0.0.1", "2001:db8::7"]
+
+
+def test_a_flow_ending_before_it_starts_is_kept_ending_at_its_start_and_counted(tmp_path, monkeypatch):
+    mapping = {"ts_start": "first", "ts_end": "last", "src_ip": "sa", "dst_ip": "da"}
+    rows = ["first,last,sa,da"] + [f"2024-01-01 00:{i % 60:02d}:00,2024-01-01 01:{i % 60:02d}:00,10.0.0.{i % 250},1.1.1.1"
+                                   for i in range(2000)]
+    rows[700] = "2024-01-01 02:00:00,2024-01-01 01:59:59,10.0.0.9,1.1.1.1"
+    flows, stats = both_ways(write(tmp_path, "\n".join(rows) + "\n"), mapping, monkeypatch)
+    assert stats.rejects == [] and flows.num_rows == 2000
+    assert stats.adjusted == {"with last before first (end set to the start)": 1}
+    row = flows.slice(699, 1).to_pylist()[0]
+    assert row["ts_end"] == row["ts_start"] == datetime(2024, 1, 1, 2, 0, tzinfo=UTC)

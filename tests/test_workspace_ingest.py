@@ -374,3 +374,19 @@ def test_each_file_is_reported_on_one_line_however_long_its_path(tmp_path):
     lines = [line for line in result.output.splitlines() if log.name in line]
     assert len(lines) == 1, result.output
     assert "accepted" in lines[0] and "rejects" in lines[0]
+
+
+def test_notes_and_every_reject_reason_are_reported(tmp_path):
+    flows = tmp_path / "flows.csv"
+    flows.write_text("ts_start,ts_end,src_ip,dst_ip,src_port\n"
+                     "2024-01-01 02:00:00,2024-01-01 01:00:00,10.0.0.1,1.2.3.4,5000\n"  # ends before it starts
+                     "2024-01-01 02:00:00,2024-01-01 02:05:00,10.0.0.2,1.2.3.4,5001\n"
+                     "bad,2024-01-01 02:05:00,10.0.0.3,1.2.3.4,5002\n"
+                     "2024-01-01 02:00:00,2024-01-01 02:05:00,10.0.0.999,1.2.3.4,5003\n"
+                     "2024-01-01 02:00:00,2024-01-01 02:05:00,10.0.0.5,1.2.3.4,99999\n"
+                     "2024-01-01 02:00:00,2024-01-01 02:05:00,10.0.0.6,1.2.3,5005\n")
+    result = run("ingest", flows, "--workspace", tmp_path / "ws")
+    lines = result.output.splitlines()
+    assert "accepted 2 (flows 2), rejected 4" in lines[0] and "1 more for 1 other reason" in lines[0]
+    assert "  adjusted 1 with ts_end before ts_start (end set to the start)" in lines
+    assert "  times without a zone were read as UTC" in lines

@@ -65,6 +65,7 @@ class SourceStats:
     accepted: Counter = field(default_factory=Counter)  # table -> rows
     rejected: Counter = field(default_factory=Counter)  # reason -> records
     ignored: Counter = field(default_factory=Counter)  # kind -> records read on purpose but not used
+    adjusted: Counter = field(default_factory=Counter)  # what was changed -> records kept with a value changed
     rejects: list[Reject] = field(default_factory=list)
     rejects_not_kept: int = 0  # rejected beyond MAX_KEPT_REJECTS (counted, raw text not kept)
     notes: list[str] = field(default_factory=list)  # assumptions taken (year, time zone, truncation)
@@ -89,11 +90,16 @@ class SourceStats:
     def ignore(self, kind: str, n: int = 1) -> None:
         self.ignored[kind] += n
 
+    def adjust(self, what: str, n: int = 1) -> None:
+        """Count records kept with a value changed (`what` says which and how)."""
+        self.adjusted[what] += n
+
     def absorb(self, other: "SourceStats") -> None:
         """Add what a worker counted on its own (one chunk of the file) to these stats."""
         self.accepted.update(other.accepted)
         self.rejected.update(other.rejected)
         self.ignored.update(other.ignored)
+        self.adjusted.update(other.adjusted)
         room = max(0, MAX_KEPT_REJECTS - len(self.rejects))
         self.rejects.extend(other.rejects[:room])
         self.rejects_not_kept += other.rejects_not_kept + max(0, len(other.rejects) - room)
@@ -114,6 +120,8 @@ class SourceStats:
             parts.append("rejected " + ", ".join(f"{n} {r}" for r, n in self.rejected.most_common()))
         if self.ignored:
             parts.append("ignored " + ", ".join(f"{n} {k}" for k, n in self.ignored.most_common()))
+        if self.adjusted:
+            parts.append("adjusted " + ", ".join(f"{n} {k}" for k, n in self.adjusted.most_common()))
         return "; ".join(parts + self.notes)
 
 

@@ -47,11 +47,17 @@ def _describe_file(result) -> str:
     tables = ", ".join(f"{t} {n:,}" for t, n in sorted(result.tables.items())) or "no rows"
     text = f"{path}: {result.format}, accepted {result.accepted:,} ({tables}), rejected {result.rejected:,}"
     if result.reasons:
-        text += " (" + escape("; ".join(f"{n} {r}" for r, n in result.reasons.most_common(3))) + ")"
+        shown = "; ".join(f"{n} {r}" for r, n in result.reasons.most_common(3))
+        if len(result.reasons) > 3:
+            more, kinds = sum(n for _, n in result.reasons.most_common()[3:]), len(result.reasons) - 3
+            shown += f"; {more} more for {kinds} other reason{'s' if kinds > 1 else ''}"
+        text += " (" + escape(shown) + ")"
     if result.rejects_file:
         text += f" -> {escape(str(result.rejects_file))}"
     if result.status == "redone":
         text += " [yellow](an earlier, unfinished ingest of this file was undone)[/]"
+    for note in result.notes:  # assumptions taken, records ignored or adjusted: said, not silent
+        text += f"\n  [dim]{escape(str(note))}[/]"
     return text
 
 

@@ -264,6 +264,8 @@ def _ingest_records(path: str, entry: _Entry, writer: InputWriter, options: Inge
         result.notes.extend(stats.notes)
         if stats.ignored:
             result.notes.append("ignored " + ", ".join(f"{n} {k}" for k, n in stats.ignored.most_common()))
+        if stats.adjusted:
+            result.notes.append("adjusted " + ", ".join(f"{n} {k}" for k, n in stats.adjusted.most_common()))
     source_file = entry.source_file
     rejects = [Reject(source_file, r.line, r.reason, r.raw) for r in stats.rejects]
     if write_rejects(writer.ws, writer.sha256, rejects, stats.rejects_not_kept, source_file):

@@ -6,7 +6,6 @@ buildings of the shared corpus, 2017 and 2018 (skipped without it)."""
 import json
 import warnings
 
-import duckdb
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -16,9 +15,8 @@ from typer.testing import CliRunner
 
 from minewatch.power import model
 from minewatch.power.cli import meters_app
-from minewatch.power.features import hourly_matrix
 from minewatch.power.model import recurrence, score_meters
-from test_power_recall import load_year, miners
+from test_power_recall import city_block as block, load_year, miners
 
 JAN_2018 = int(np.datetime64("2018-01-01", "D").astype(int))
 MINER_DAY = 200  # 2018-07-20: the injected blocks start here (days into 2018)
@@ -31,16 +29,6 @@ def years(corpus):
     t8, b8 = load_year(corpus, 2018)
     both = sorted(set(b7) & set(b8))
     return (t7, {b: b7[b] for b in both}), (t8, {b: b8[b] for b in both})
-
-
-def block(ts, series):
-    n = len(ts)
-    con = duckdb.connect()
-    con.register("readings", pa.table({
-        "meter_id": pa.array([b for b in series for _ in range(n)]),
-        "ts": pa.array(np.tile(ts, len(series)), pa.timestamp("us", tz="UTC")),
-        "kw": pa.array(np.concatenate(list(series.values())), pa.float64(), from_pandas=True)}))
-    return hourly_matrix(con, "readings", meter="meter_id")
 
 
 def with_history(years, blds2018):

@@ -62,3 +62,16 @@ def test_cli_warns_in_one_line_and_goes_on(tmp_path):
     warning = [line for line in result.output.splitlines() if line.startswith("warning:")]
     assert len(warning) == 1 and "day[1].csv: 1 lines not read" in warning[0] and "line 5" in warning[0]
     assert "23 readings of 1 meters" in result.output
+
+
+def test_readings_already_in_the_workspace_from_another_file_are_counted(tmp_path):
+    first = write(tmp_path, GOOD[:12], name="jan-a.csv")
+    overlap = [line.rsplit(",", 1)[0] + ("," + line.rsplit(",", 1)[1] if i < 3 else ",99") for i, line in enumerate(GOOD[8:16])]
+    second = write(tmp_path, overlap, name="jan-b.csv")  # hours 8-15: 8-11 again, 8-10 same value, 11 another
+    ws = tmp_path / "ws"
+    assert ingest_file(ws, first).quality[0].counts["in_other_file"] == 0
+    res = ingest_file(ws, second)
+    counts = res.quality[0].counts
+    assert (counts["in_other_file"], counts["conflicts_other_file"]) == (3, 1)
+    assert any("4 readings were already in the workspace" in note and "1 of them with another value" in note
+               for note in res.notes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from rich.console import Console
@@ -108,6 +109,8 @@ def run_power_demo(out_dir: Path, console: Console) -> int:
 
 def run_demo(out_dir: Path, console: Console) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
+    for stale in ("workspace", "meters-workspace"):  # the demo's own, from an earlier run of other code
+        shutil.rmtree(out_dir / stale, ignore_errors=True)
     status = run_network_demo(out_dir, console)
     status = max(status, run_workspace_demo(out_dir, console))
     return max(status, run_power_demo(out_dir, console))

@@ -345,6 +345,7 @@ def ingest_file(ws: str | Path, path: str | Path, tz: str = "UTC", unit: str | N
         keyed = con.sql("""SELECT m.meter_key, i.ts, CAST(i.kw AS FLOAT) AS kw
                            FROM incoming i JOIN meters m USING (meter_id)
                            ORDER BY m.meter_key, i.ts""").to_arrow_table()
+        _count_overlaps(con, Path(ws), keyed, res.quality)
         pq.write_table(keyed.cast(WORKSPACE_READINGS), out, compression="zstd")
         for r in res.quality:
             con.execute("INSERT INTO quality VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
@@ -354,11 +355,43 @@ def ingest_file(ws: str | Path, path: str | Path, tz: str = "UTC", unit: str | N
         con.execute("INSERT INTO files VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", [
             digest, str(path), datetime.now(timezone.utc).replace(tzinfo=None), res.layout, res.unit,
             res.rows_in, keyed.num_rows, len(ids), out.name])
+        again = sum(q.counts["in_other_file"] + q.counts["conflicts_other_file"] for q in res.quality)
+        if again:
+            differ = sum(q.counts["conflicts_other_file"] for q in res.quality)
+            res.notes.append(f"{again:,} readings were already in the workspace from other files, {differ:,} "
+                             "of them with another value (readings of one meter and hour are averaged)")
         rejects = _write_malformed(Path(ws), digest, path, res.malformed)
         return IngestResult(str(path), digest, False, keyed.num_rows, len(ids), res.quality, res.notes,
                             res.malformed, rejects)
     finally:
         con.close()
+
+
+def _count_overlaps(con: duckdb.DuckDBPyConnection, ws: Path, keyed: pa.Table, quality: list) -> None:
+    """Readings of this file whose meter and time are already in the workspace (monthly
+    extracts that overlap, a corrected file sent again): counted per meter, same value or
+    not. The scorer averages readings that share an hour, so nothing is lost, but a
+    conflicting pair is an average of two claims, and the user is told."""
+    files = sorted((ws / "meters").glob("*.parquet"))
+    if not files or keyed.num_rows == 0:
+        return
+    con.register("keyed_new", keyed)
+    low, high = con.execute("SELECT min(ts), max(ts) FROM keyed_new").fetchall()[0]
+    rows = con.execute("""
+        SELECT m.meter_id, count(*) AS same_time,
+               count(*) FILTER (WHERE NOT (o.kw IS NOT DISTINCT FROM n.kw)
+                                  AND (o.kw IS NULL OR n.kw IS NULL OR abs(o.kw - n.kw) > 1e-3 * greatest(abs(o.kw), abs(n.kw))))
+        FROM keyed_new n
+        JOIN (SELECT meter_key, ts, kw FROM read_parquet(?) WHERE ts BETWEEN ? AND ?) o USING (meter_key, ts)
+        JOIN meters m ON m.meter_key = n.meter_key
+        GROUP BY m.meter_id""", [[str(f) for f in files], low, high]).fetchall()
+    con.unregister("keyed_new")
+    by_meter = {q.meter_id: q for q in quality}
+    for meter_id, same_time, conflicting in rows:
+        q = by_meter.get(meter_id)
+        if q is not None:
+            q.counts["in_other_file"] += int(same_time - conflicting)
+            q.counts["conflicts_other_file"] += int(conflicting)
 
 
 def _write_malformed(ws: Path, digest: str, path: Path, malformed: list) -> Path | None:

@@ -26,6 +26,8 @@ ISSUES = (
     "negative",  # negative power: nulled
     "absurd",  # above 1 GW or 50x the meter's median: nulled
     "register_reset",  # a cumulative register that went backwards: nulled
+    "in_other_file",  # same meter and time already ingested from another file, same value: averaged
+    "conflicts_other_file",  # same meter and time from another file, another value: averaged, said
 )
 
 

@@ -85,6 +85,10 @@ def test_findings_one_row_per_host(workspace):
     # the DNS sighting names the pool without the resolver's port; the TLS one has the pool's port
     assert sorted(hosts["10.20.0.7"]["pools"]) == ["pool.supportxmr.com", "pool.supportxmr.com:443"]
     assert hosts["10.20.0.10"]["categories"] == ["mining"]
+    # the explanation: each detector's strongest record (TLS 0.8 beats DNS 0.7), and how many
+    assert hosts["10.20.0.7"]["explanation"].startswith(
+        "intel.pool_domain_log (2 records): TLS connection to pool.supportxmr.com")
+    assert hosts["10.20.0.10"]["explanation"] == "ids.coin_miner_alert: IDS alert: ET POLICY Cryptocurrency Miner Checkin (sid 2024792)"
     assert run("findings", "--workspace", workspace, "--since", "2026-11-02", "--format", "jsonl").output == ""
     assert run("findings", "--workspace", workspace, "--until", "2026-10-31", "--format", "jsonl").output == ""
     table = run("findings", "--workspace", workspace)

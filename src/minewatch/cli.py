@@ -96,6 +96,10 @@ def print_host_table(console: Console, hosts: list[dict]) -> None:
             f"{h['confidence']:.2f}",
         )
     console.print(table)
+    console.print("Why, per host (each detector's strongest evidence):")
+    for h in hosts:
+        if h.get("explanation"):
+            console.print(f"  [bold]{escape(h['host'])}[/]: {escape(h['explanation'])}")
 
 
 def print_read_summary(console: Console, report) -> None:

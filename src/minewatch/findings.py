@@ -19,6 +19,7 @@ DEFAULT_HOME_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.
 HOST_FINDINGS_SQL = """
 WITH e AS (
     SELECT host, address, internal, detector, category, confidence, source_file, source_ref, ts_start, ts_end,
+           summary,
            json_extract_string(details, '$.dialect') AS dialect,
            json_extract_string(details, '$.coin') AS coin,
            json_extract_string(details, '$.agent') AS agent,
@@ -32,16 +33,21 @@ WITH e AS (
            END AS pool
     FROM evidence
 ), per_detector AS (
-    SELECT host, internal, detector, max(confidence) AS confidence
+    SELECT host, internal, detector, max(confidence) AS confidence, count(*) AS n,
+           first(summary ORDER BY confidence DESC, ts_start, source_file, source_ref) AS strongest
     FROM e GROUP BY host, internal, detector
 ), combined AS (
-    SELECT host, internal, 1 - product(1 - confidence) AS confidence
+    -- the explanation: each detector's strongest evidence, strongest detector first
+    SELECT host, internal, 1 - product(1 - confidence) AS confidence,
+           string_agg(detector || CASE WHEN n > 1 THEN ' (' || CAST(n AS VARCHAR) || ' records)' ELSE '' END
+                      || ': ' || coalesce(strongest, ''), '; ' ORDER BY confidence DESC, detector) AS explanation
     FROM per_detector GROUP BY host, internal
 )
 SELECT
     e.host,
     e.internal,
     c.confidence,
+    c.explanation,
     list(DISTINCT e.address ORDER BY e.address) AS hosts,
     list(DISTINCT e.category ORDER BY e.category) AS categories,
     list(DISTINCT e.detector ORDER BY e.detector) AS detectors,
@@ -54,7 +60,7 @@ SELECT
     min(e.ts_start) AS first_seen,
     max(e.ts_end) AS last_seen
 FROM e JOIN combined c USING (host, internal)
-GROUP BY e.host, e.internal, c.confidence
+GROUP BY e.host, e.internal, c.confidence, c.explanation
 -- Outside HOME_NET, only clients of mining or pools are of interest (not every P2P peer).
 HAVING e.internal OR bool_or(e.category IN ('mining', 'mining_pool_contact', 'browser_mining'))
 ORDER BY e.internal DESC, list_contains(list(DISTINCT e.category), 'mining') DESC, c.confidence DESC, e.host

@@ -81,7 +81,7 @@ def null_columns(table: pa.Table, names) -> pa.Table:
 def test_registered_as_a_flows_sql_detector():
     det = SQL_REGISTRY[DETECTOR_ID]
     assert det.reads == ("flows",)  # not the evidence table: a function of flows and its version
-    assert det.version == VERSION == 3
+    assert det.version == VERSION == 4
     assert det.category == "mining"
     assert "payload_head" not in det.sql({})  # encrypted traffic: the heads are never read
 
@@ -287,6 +287,15 @@ def test_session_joins_a_held_flow_with_its_short_continuations():
     found = hand_detect(rows)
     assert len(found) == 1
     assert found[0]["source_ref"].startswith("flows from 0 (3 flows of 10.0.0.5 to 198.51.100.7:3333)")
+
+
+def test_a_listener_on_a_dynamic_port_is_a_peer_not_a_pool():
+    """The same 10-minute paced session, once to a pool port and once to a port in the
+    dynamic range (a P2P listener: the Gnutella peer of the corpus listens on 50284)."""
+    assert len(hand_detect([flow_row(0, 0, 600)])) == 1
+    assert hand_detect([flow_row(0, 0, 600, src_port=60001, dst_port=50284)]) == []
+    assert len(hand_detect([flow_row(0, 0, 600, src_port=60001, dst_port=49151)])) == 1  # the last registered port
+    assert len(hand_detect([flow_row(0, 0, 600, src_port=60001, dst_port=50284)], {"max_server_port": 65535})) == 1
 
 
 def test_a_poller_of_short_connections_is_not_a_held_session():

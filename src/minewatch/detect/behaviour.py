@@ -24,6 +24,9 @@ when it drops. Each rule below is one of those facts; all must hold for a sessio
   held        at least one flow record of the session lasts >= min_flow_s (a held
               connection shows up as long records whatever the exporter's active
               timeout; a string of sub-second connections is a poller, not a miner);
+  listening   the server's port is below the dynamic range (IANA 49152-65535): a pool is
+              a configured service on a chosen port (3333, 4444, 14444, 443, 10128...);
+              a listener on a dynamic port is a P2P peer's or a callback's;
   steady      where the source measures application messages (pcap, nfstream: payload
               segments < 5 ms apart merged, columns src_msgs, src_msg_size_*,
               src_msg_iat_* and dst_ equivalents), three more facts must hold:
@@ -72,7 +75,7 @@ from __future__ import annotations
 from minewatch.detect import sql_detector
 
 DETECTOR_ID = "beh.periodic_low_rate"
-VERSION = 3  # v3: backup pools beside a mining session; v2: message-level rules, held connections
+VERSION = 4  # v4: no server in the dynamic port range; v3: backup pools; v2: message rules, held connections
 
 # Thresholds, each from the physics above; measured in bench/behaviour_eval.py (.md).
 DEFAULTS: dict[str, float] = {
@@ -92,6 +95,7 @@ DEFAULTS: dict[str, float] = {
     "max_iat_cv": 1.8,  # per payload packet (no message view): Poisson 1.0, split shares sqrt(3)
     "max_client_size_cv": 1.0,  # fixed-format shares << 1; exponential sizes give 1, content > 1
     "max_msg_iat_cv": 1.5,  # per message: Poisson 1.0; a 4x vardiff retarget mid-session gives 1.3
+    "max_server_port": 49151,  # pools listen on configured ports; 49152-65535 is IANA's dynamic range
 }
 
 
@@ -162,7 +166,8 @@ def behaviour_sql(params: dict | None = None) -> str:
           WHERE ip_proto = 6 AND src_port IS NOT NULL AND dst_port IS NOT NULL AND src_port <> dst_port) AS tcp"""
     return f"""
 WITH held_keys AS (  -- (client, server, port) with a held connection: a small set
-    SELECT DISTINCT client_ip, server_ip, server_port FROM ({keyed}) AS k WHERE held = 1
+    SELECT DISTINCT client_ip, server_ip, server_port FROM ({keyed}) AS k
+    WHERE held = 1 AND server_port <= {int(p['max_server_port'])}
 ),
 candidates AS (  -- every flow of those (client, server, port), oriented client -> server
     SELECT

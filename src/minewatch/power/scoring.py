@@ -100,27 +100,51 @@ def _unreadable(ws: str | Path, exc: duckdb.Error) -> InputError:
     return InputError(Path(ws) / "meters", f"cannot read the readings: {str(exc).splitlines()[0]}")
 
 
+SAMPLE_RUN = 100  # meters of consecutive keys read together for the common mode
+
+
 def sample_common(con, source: str, keys: list[int], utc_offset_h: float = 0.0) -> CommonMode | None:
     """The city's common mode (power/common.py) from the readings `source` (a DuckDB
-    relation) of at most common.SAMPLE of `keys`. The sample is drawn by a fixed hash of
-    the key, not every n-th key: meter numbering often has a period (every 100th meter a
-    kind of site) that a stride would pick out. None with too few meters: each is then
-    scored on its own base."""
+    relation) of at most common.SAMPLE of `keys`. Beyond that many meters the sample is
+    runs of SAMPLE_RUN consecutive keys, the runs drawn by a fixed hash of their number:
+    readings are stored sorted by key, so each run is read from one or two row groups
+    (a hash of single keys touched every row group: the common mode cost a third of the
+    scoring); a run holds every residue of any short numbering period (every 100th meter
+    a kind of site), which a stride of single keys would pick out. None with too few
+    meters: each is then scored on its own base."""
     if len(keys) < 2:
         return None
-    arr = np.asarray(keys, dtype=np.int64)
-    mixed = (arr * 2654435761) & 0xFFFFFFFF  # Knuth's multiplicative hash: same sample every run
-    keys = np.sort(arr[np.lexsort((arr, mixed))[:SAMPLE]]).tolist()
-    con.execute("CREATE OR REPLACE TEMP TABLE common_sample AS SELECT unnest(?::BIGINT[]) AS meter_key", [keys])
-    try:
-        sampled = f"(SELECT r.* FROM {source} r WHERE r.meter_key IN (SELECT meter_key FROM common_sample))"
-        blocks = list(hourly_blocks(con, sampled, "meter_key", utc_offset_h))
-    finally:
-        con.execute("DROP TABLE IF EXISTS common_sample")
-    if not blocks:
+    arr = np.sort(np.asarray(keys, dtype=np.int64))
+    runs = [arr] if len(arr) <= SAMPLE else _hashed_runs(arr)
+    parts = []
+    for run in runs:
+        a, b = int(run[0]), int(run[-1])
+        where = f"meter_key BETWEEN {a} AND {b}"  # lets the scan skip the other row groups
+        if len(run) < b - a + 1:  # keys with gaps: only these
+            where += f" AND meter_key IN ({', '.join(str(int(k)) for k in run)})"
+        sampled = f"(SELECT r.* FROM {source} r WHERE {where})"
+        parts += [(b.day0, b.daily_base()) for b in hourly_blocks(con, sampled, "meter_key", utc_offset_h)]
+    if not parts:
         return None
-    values = common_mode(np.concatenate([b.daily_base() for b in blocks]))
-    return None if values is None else CommonMode(blocks[0].day0, values)
+    day0 = min(d for d, _ in parts)
+    days = max(d + base.shape[1] for d, base in parts) - day0
+    aligned = np.full((sum(base.shape[0] for _, base in parts), days), np.nan)
+    row = 0
+    for d, base in parts:  # blocks of different runs may span different days
+        aligned[row : row + base.shape[0], d - day0 : d - day0 + base.shape[1]] = base
+        row += base.shape[0]
+    values = common_mode(aligned)
+    return None if values is None else CommonMode(day0, values)
+
+
+def _hashed_runs(keys: np.ndarray) -> list[np.ndarray]:
+    """SAMPLE // SAMPLE_RUN runs of SAMPLE_RUN consecutive keys (of the sorted `keys`),
+    chosen by Knuth's multiplicative hash of the run number: the same runs every time."""
+    n_runs = -(-len(keys) // SAMPLE_RUN)
+    numbers = np.arange(n_runs, dtype=np.int64)
+    mixed = (numbers * 2654435761) & 0xFFFFFFFF
+    chosen = np.sort(numbers[np.lexsort((numbers, mixed))[: SAMPLE // SAMPLE_RUN]])
+    return [keys[c * SAMPLE_RUN : (c + 1) * SAMPLE_RUN] for c in chosen]
 
 
 def workspace_common(con, ws: str | Path, utc_offset_h: float = 0.0) -> CommonMode | None:

@@ -176,3 +176,33 @@ def test_onset_is_found_to_the_hour(buildings):
     h0 = 30 * 24 + 13
     y = kw + np.where(np.arange(len(ts)) >= h0, 0.5 * np.nanmean(kw), 0.0)
     assert abs(onset_hour(week_change(y), 30) - h0) <= 2
+
+
+def test_common_mode_sample_by_runs_of_keys_equals_one_pass_over_the_same_meters():
+    """Beyond SAMPLE meters the common mode is read as runs of consecutive keys, each run
+    on its own day grid (here half the meters start 9 days later): aligned, it must equal
+    the common mode of the same meters read in one pass."""
+    import duckdb
+
+    from minewatch.power.common import SAMPLE, CommonMode, common_mode
+    from minewatch.power.features import hourly_blocks
+    from minewatch.power.scoring import _hashed_runs, sample_common
+
+    meters = SAMPLE + 500
+    con = duckdb.connect()
+    con.execute(f"""CREATE TABLE readings AS
+        SELECT CAST(m AS INTEGER) AS meter_key,
+               TIMESTAMPTZ '2024-03-01 00:00:00+00' + to_hours(CAST(h AS BIGINT)) AS ts,
+               CAST((5 + m % 37) * (1 + 0.3 * sin(h / 24.0 * 2 * pi())) * (1 + 0.05 * ((h // 24) % 7))
+                    * (0.95 + 0.1 * ((m * 7 + h * 13) % 11) / 11.0) AS FLOAT) AS kw
+        FROM range({meters}) AS a(m), range(30 * 24) AS b(h)
+        WHERE m < {meters // 2} OR h >= 9 * 24""")
+    got = sample_common(con, "readings", list(range(meters)))
+    runs = _hashed_runs(np.arange(meters))
+    assert len(runs) == SAMPLE // 100 and all(len(r) == 100 and r[-1] - r[0] == 99 for r in runs)
+    assert any(r[0] < meters // 2 for r in runs) and any(r[0] >= meters // 2 for r in runs)
+    chosen = ", ".join(str(k) for r in runs for k in r)
+    blocks = list(hourly_blocks(con, f"(SELECT * FROM readings WHERE meter_key IN ({chosen}))", "meter_key"))
+    expected = CommonMode(blocks[0].day0, common_mode(np.concatenate([b.daily_base() for b in blocks])))
+    assert got.day0 == expected.day0 and np.allclose(got.values, expected.values, equal_nan=True)
+    assert np.isfinite(got.values).sum() >= 28

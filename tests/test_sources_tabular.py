@@ -110,6 +110,16 @@ def test_slips_argus_binetflow(corpus):
     assert set(flows.column("l4").unique().to_pylist()) >= {"TCP", "UDP"}
 
 
+def test_argus_binetflow_is_recognised_without_a_mapping(corpus):
+    path = corpus / "slips/test2-malicious.binetflow"
+    flows, stats = read(path, mapping=None)
+    mapped, _ = read(path, time_unit="s", naive_tz="UTC")
+    assert flows.num_rows == mapped.num_rows > 3000
+    assert flows.column("src_ip").equals(mapped.column("src_ip")) and flows.column("ts_start").equals(mapped.column("ts_start"))
+    assert flows.column("src_packets").null_count == 0 and flows.column("dst_packets").null_count == flows.num_rows
+    assert any(note.startswith("read as Argus binetflow") for note in stats.notes)
+
+
 # ---------------------------------------------------------------- the compiled splitter, generic tables
 
 

@@ -104,6 +104,20 @@ def parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
+# Argus `ra -c ,` bidirectional flows (CTU and Stratosphere datasets: `*.binetflow`);
+# TotPkts/TotBytes count both directions, so only the source side's counts are mapped
+ARGUS_COLUMNS = {"ts_start": "StartTime", "duration": "Dur", "ip_proto": "Proto", "src_ip": "SrcAddr",
+                 "src_port": "Sport", "dst_ip": "DstAddr", "dst_port": "Dport", "src_packets": "SrcPkts",
+                 "src_bytes": "SrcBytes"}
+
+
+def known_mapping(names: list[str]) -> tuple[str, dict[str, str]] | None:
+    """(name, mapping) when the columns are those of a known flow export (Argus)."""
+    if {"StartTime", "SrcAddr", "DstAddr"} <= set(names):
+        return "Argus binetflow", {c: n for c, n in ARGUS_COLUMNS.items() if n in names}
+    return None
+
+
 def canonical_mapping(path: str | Path, names: list[str]) -> dict[str, str]:
     """For a table without a mapping: each column named like a canonical one (a FLOWS
     export, say) is read as that column; ts_start, src_ip and dst_ip must be there."""
@@ -141,8 +155,14 @@ def read_tabular(
     """Yield ("flows", batch) for a CSV or Parquet file read through `mapping` (None:
     the columns with canonical names, see `canonical_mapping`)."""
     if mapping is None:
-        mapping = canonical_mapping(path, table_columns(path, delimiter))
-        stats.note("columns read by their canonical names: " + ", ".join(mapping))
+        names = table_columns(path, delimiter)
+        if (known := known_mapping(names)) is not None:
+            mapping = known[1]
+            stats.note(f"read as {known[0]}: " + ", ".join(f"{c}={n}" for c, n in mapping.items())
+                       + " (TotPkts and TotBytes count both directions: the reverse direction's counts are left empty)")
+        else:
+            mapping = canonical_mapping(path, names)
+            stats.note("columns read by their canonical names: " + ", ".join(mapping))
     check_mapping(mapping)
     with open_input(path) as f:
         head = f.read(4)

@@ -260,3 +260,13 @@ def test_a_flow_ending_before_it_starts_is_kept_ending_at_its_start_and_counted(
     assert stats.adjusted == {"with last before first (end set to the start)": 1}
     row = flows.slice(699, 1).to_pylist()[0]
     assert row["ts_end"] == row["ts_start"] == datetime(2024, 1, 1, 2, 0, tzinfo=UTC)
+
+
+def test_the_delimiter_is_taken_from_the_header_line(tmp_path):
+    for delimiter in (",", "\t", ";", "|"):
+        text = delimiter.join(["ts_start", "src_ip", "dst_ip", "dst_port"]) + "\n" + "".join(
+            delimiter.join([f"2024-01-01T00:00:{i:02d}Z", "10.0.0.1", "192.0.2.7", "3333"]) + "\n" for i in range(20))
+        path = write(tmp_path, text, name=f"flows{ord(delimiter)}.csv")
+        flows, stats = read(path, mapping=None)
+        assert flows.num_rows == 20 and stats.rejects == [], repr(delimiter)
+        assert set(flows.column("dst_port").to_pylist()) == {3333}

@@ -84,4 +84,12 @@ def _json_format(path, content: list[str]) -> str:
             return "suricata"
         if "uid" in record or "id.orig_h" in record or "id" in record and "ts" in record:
             return "zeek"
+        if "ts" in record and _zeek_log_name(path):  # arp.log, files.log, software.log...: read, then skipped
+            return "zeek"
     raise InputError(path, "JSON lines that are neither Suricata EVE nor Zeek", "line 1")
+
+
+def _zeek_log_name(path) -> bool:
+    from minewatch.sources.zeek import _kind_from_name
+
+    return bool(_kind_from_name(str(path)))

@@ -129,7 +129,7 @@ def canonical_mapping(path: str | Path, names: list[str]) -> dict[str, str]:
     return mapping
 
 
-def table_columns(path: str | Path, delimiter: str = ",") -> list[str]:
+def table_columns(path: str | Path, delimiter: str | None = None) -> list[str]:
     """Column names of a Parquet file or of a CSV file's header line."""
     with open_input(path) as f:
         head = f.read(65536)
@@ -139,7 +139,16 @@ def table_columns(path: str | Path, delimiter: str = ",") -> list[str]:
         except (pa.ArrowInvalid, OSError) as e:
             raise InputError(path, f"unreadable Parquet file: {e}") from None
     header_line = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip("\r\n")
-    return [n.strip() for n in header_line.split(delimiter)]
+    return [n.strip() for n in header_line.split(delimiter or header_delimiter(header_line))]
+
+
+def header_delimiter(header_line: str) -> str:
+    """The delimiter of a header line: the most frequent of comma, tab, semicolon and bar
+    (a comma when none is there)."""
+    return max(DELIMITERS, key=lambda d: (header_line.count(d), d == ","))
+
+
+DELIMITERS = (",", "\t", ";", "|")
 
 
 def read_tabular(
@@ -149,11 +158,12 @@ def read_tabular(
     stats: SourceStats,
     time_unit: str = "auto",
     naive_tz: str = "UTC",
-    delimiter: str = ",",
+    delimiter: str | None = None,
     batch_rows: int = BATCH_ROWS,
 ) -> Iterator[Batch]:
     """Yield ("flows", batch) for a CSV or Parquet file read through `mapping` (None:
-    the columns with canonical names, see `canonical_mapping`)."""
+    the columns with canonical names, see `canonical_mapping`). `delimiter` None: the
+    header line's (`header_delimiter`)."""
     if mapping is None:
         names = table_columns(path, delimiter)
         if (known := known_mapping(names)) is not None:
@@ -213,7 +223,7 @@ def read_flow_csv(
     stats: SourceStats,
     time_unit: str = "auto",
     naive_tz: str = "UTC",
-    delimiter: str = ",",
+    delimiter: str | None = ",",
     batch_rows: int = BATCH_ROWS,
     trailer_marker: str | None = None,
     note_naive: bool = True,
@@ -229,6 +239,7 @@ def read_flow_csv(
     if looks_binary(head):
         raise InputError(path, "binary data, not a CSV text file", "byte 0")
     header_line = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip("\r\n")
+    delimiter = delimiter or header_delimiter(header_line)
     names = [n.strip() for n in header_line.split(delimiter)]
     _check_columns(path, mapping, names)
     yield from _stream_csv(open_input(path), path, names, mapping, stats, time_unit, naive_tz,

@@ -42,3 +42,13 @@ def test_unknown(tmp_path, content, message):
         detect_format(path)
     with pytest.raises(InputError, match="directory"):
         detect_format(tmp_path)
+
+
+def test_zeek_json_logs_of_unused_kinds_are_zeek_by_their_name(tmp_path):
+    line = '{"ts":1665150785.99,"operation":"request","src_mac":"50:5b:c2:db:c3:17","orig_h":"192.168.1.15"}\n'
+    for name in ("arp.log", "software.log", "files.log"):
+        (tmp_path / name).write_text(line * 3)
+        assert detect_format(tmp_path / name) == "zeek"
+    (tmp_path / "mystery.json").write_text(line * 3)
+    with pytest.raises(InputError, match="neither Suricata EVE nor Zeek"):
+        detect_format(tmp_path / "mystery.json")

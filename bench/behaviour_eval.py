@@ -365,6 +365,20 @@ def replay_sessions(convs: dict, out: Path, speed: float = 1.0) -> list[dict]:
 
 # --- scoring ----------------------------------------------------------------------------
 
+def argus_flows() -> pa.Table | None:
+    """The Slips Argus `*.binetflow` exports (real third-party flow records, read as
+    ingest reads them: reverse counts = totals less the source's), or None without them."""
+    from minewatch.sources._records import SourceStats
+    from minewatch.sources.tabular import read_tabular
+
+    tables = []
+    for path in sorted(glob.glob(str(CORPUS / "slips" / "*.binetflow"))):
+        batches = [b for _, b in read_tabular(path, None, stats=SourceStats(path))]
+        if batches:
+            tables.append(pa.Table.from_batches(batches).cast(FLOWS))
+    return pa.concat_tables(tables) if tables else None
+
+
 def label_and_score(flows: pa.Table, positive_sessions: set[tuple[str, str, str, int]],
                     params: dict | None = None) -> dict:
     """Confusion counts per flow record, per conversation and per host. A flow is positive
@@ -487,6 +501,18 @@ def main(argv: list[str] | None = None) -> int:
                          exported["counts"]))
     for pcap, src, dst, port, summary in exported["false_hits"]:
         print(f"- false positive: {pcap}: {src} -> {dst}:{port}")
+
+    argus = argus_flows()
+    if argus is not None:
+        in_argus = label_and_score(argus, set())
+        print()
+        print(markdown_table(f"Argus flow exports ({argus.num_rows:,} real flows of the Slips *.binetflow files; "
+                             "no mining in them; packets and bytes only)", in_argus["counts"]))
+        ports = {}
+        for pcap, src, dst, port, summary in in_argus["false_hits"]:
+            ports[port] = ports.get(port, 0) + 1
+        print("- flagged sessions by server port: " + ", ".join(f"{p}: {n}" for p, n in sorted(ports.items(),
+                                                                                           key=lambda x: -x[1])))
 
     if args.no_replay:
         return 0

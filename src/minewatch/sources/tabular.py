@@ -104,18 +104,40 @@ def parse_mapping(text: str) -> dict[str, str]:
     return mapping
 
 
-# Argus `ra -c ,` bidirectional flows (CTU and Stratosphere datasets: `*.binetflow`);
-# TotPkts/TotBytes count both directions, so only the source side's counts are mapped
+# Argus `ra -c ,` bidirectional flows (CTU and Stratosphere datasets: `*.binetflow`).
+# TotPkts/TotBytes count both directions: they are read into dst_packets/dst_bytes and
+# the source side's counts taken off (`_reverse_from_totals`) when SrcPkts/SrcBytes exist.
 ARGUS_COLUMNS = {"ts_start": "StartTime", "duration": "Dur", "ip_proto": "Proto", "src_ip": "SrcAddr",
                  "src_port": "Sport", "dst_ip": "DstAddr", "dst_port": "Dport", "src_packets": "SrcPkts",
-                 "src_bytes": "SrcBytes"}
+                 "src_bytes": "SrcBytes", "dst_packets": "TotPkts", "dst_bytes": "TotBytes"}
 
 
 def known_mapping(names: list[str]) -> tuple[str, dict[str, str]] | None:
     """(name, mapping) when the columns are those of a known flow export (Argus)."""
     if {"StartTime", "SrcAddr", "DstAddr"} <= set(names):
-        return "Argus binetflow", {c: n for c, n in ARGUS_COLUMNS.items() if n in names}
+        mapping = {c: n for c, n in ARGUS_COLUMNS.items() if n in names}
+        for side, total in (("src_packets", "dst_packets"), ("src_bytes", "dst_bytes")):
+            if side not in mapping:  # a total without the source's share says nothing of the reverse
+                mapping.pop(total, None)
+        return "Argus binetflow", mapping
     return None
+
+
+def _reverse_from_totals(batches: Iterator[Batch], stats: SourceStats) -> Iterator[Batch]:
+    """Argus totals (read into dst_packets/dst_bytes) less the source side's counts; a
+    total below its source share is an inconsistent record: its reverse count is left
+    empty and counted as adjusted."""
+    for table, batch in batches:
+        columns = {name: batch.column(name) for name in batch.schema.names}
+        for src, dst in (("src_packets", "dst_packets"), ("src_bytes", "dst_bytes")):
+            reverse = pc.subtract(columns[dst], columns[src])
+            negative = pc.fill_null(pc.less(reverse, 0), False)
+            if pc.any(negative).as_py():
+                stats.adjust(f"with a total {dst.split('_')[1]} count below the source's (reverse count left empty)",
+                             pc.sum(negative).as_py())
+                reverse = pc.if_else(negative, pa.scalar(None, reverse.type), reverse)
+            columns[dst] = reverse
+        yield table, pa.RecordBatch.from_arrays([columns[n] for n in batch.schema.names], schema=batch.schema)
 
 
 def canonical_mapping(path: str | Path, names: list[str]) -> dict[str, str]:
@@ -168,8 +190,14 @@ def read_tabular(
         names = table_columns(path, delimiter)
         if (known := known_mapping(names)) is not None:
             mapping = known[1]
+            totals = "dst_packets" in mapping or "dst_bytes" in mapping
             stats.note(f"read as {known[0]}: " + ", ".join(f"{c}={n}" for c, n in mapping.items())
-                       + " (TotPkts and TotBytes count both directions: the reverse direction's counts are left empty)")
+                       + (" (the reverse direction's counts: the totals less the source's)" if totals else ""))
+            if totals:
+                yield from _reverse_from_totals(read_tabular(path, mapping, stats=stats, time_unit=time_unit,
+                                                             naive_tz=naive_tz, delimiter=delimiter,
+                                                             batch_rows=batch_rows), stats)
+                return
         else:
             mapping = canonical_mapping(path, names)
             stats.note("columns read by their canonical names: " + ", ".join(mapping))

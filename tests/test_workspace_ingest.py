@@ -390,3 +390,17 @@ def test_notes_and_every_reject_reason_are_reported(tmp_path):
     assert "accepted 2 (flows 2), rejected 4" in lines[0] and "1 more for 1 other reason" in lines[0]
     assert "  adjusted 1 with ts_end before ts_start (end set to the start)" in lines
     assert "  times without a zone were read as UTC" in lines
+
+
+def test_a_workspace_inside_the_folder_ingested_is_not_read_back(tmp_path):
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "eve.json").write_bytes((LOGS / "eve.json").read_bytes())
+    ws = folder / "ws"  # the workspace lives in the folder being ingested
+    run("ingest", folder, "--workspace", ws)
+    first = row_counts(ws)
+    result = run("ingest", folder, "--workspace", ws)
+    assert row_counts(ws) == first  # its own Parquet parts were not taken as new flows
+    assert "ws: ignored (a minewatch workspace, not an input" in result.output
+    named = run("ingest", ws, "--workspace", tmp_path / "other")
+    assert named.exit_code == 1 and "a minewatch workspace, not an input" in named.output

@@ -60,14 +60,25 @@ class IngestOptions:
     on_part: Callable[[Path], None] | None = None  # after each Parquet part file
 
 
+WORKSPACE_MARK = "catalog.duckdb"  # a folder holding one is a minewatch workspace, not input
+
+
 def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
     """(path, found in a folder) for the files named and every non-hidden file under the
-    folders named (recursively, sorted)."""
+    folders named (recursively, sorted). A workspace met in a folder (the one being
+    written, say, when a run ingests `.`) is listed as itself, not walked: its Parquet
+    parts would be read back as new flows."""
     out: list[tuple[str, bool]] = []
     for p in paths:
         if Path(p).is_dir():
+            if (Path(p) / WORKSPACE_MARK).exists():
+                out.append((p, False))
+                continue
             for root, dirs, files in os.walk(p):
-                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                inner = sorted(d for d in dirs if not d.startswith("."))
+                out.extend((os.path.join(root, d), True) for d in inner
+                           if (Path(root) / d / WORKSPACE_MARK).exists())
+                dirs[:] = [d for d in inner if not (Path(root) / d / WORKSPACE_MARK).exists()]
                 out.extend((os.path.join(root, f), True) for f in sorted(files) if not f.startswith("."))
         else:
             out.append((p, False))
@@ -150,6 +161,10 @@ def ingest_file(ws: Workspace, cat: Catalogue, path: str, options: IngestOptions
     """Ingest one file. A file met while walking a folder that is of no known input format
     (a README, a list) is ignored and counted; named explicitly, it fails."""
     result = FileResult(path)
+    if Path(path).is_dir() and (Path(path) / WORKSPACE_MARK).exists():
+        what = "a minewatch workspace, not an input (name its tables/<table> folder to read them)"
+        result.status, result.error = ("ignored", what) if in_folder else ("failed", f"{path}: {what}")
+        return result
     try:
         if Path(path).is_dir():
             raise IsADirectoryError(21, "is a directory")

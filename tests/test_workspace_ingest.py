@@ -404,3 +404,21 @@ def test_a_workspace_inside_the_folder_ingested_is_not_read_back(tmp_path):
     assert "ws: ignored (a minewatch workspace, not an input" in result.output
     named = run("ingest", ws, "--workspace", tmp_path / "other")
     assert named.exit_code == 1 and "a minewatch workspace, not an input" in named.output
+
+
+def test_a_utf8_byte_order_mark_is_skipped_in_every_text_format(tmp_path):
+    sources = DATA.parent / "sources"
+    plain, marked = tmp_path / "plain", tmp_path / "marked"
+    plain.mkdir(), marked.mkdir()
+    for name in ("zeek_conn.log", "suricata_eve.json", "nfdump17.csv", "bind_query.log", "dns.csv", "dnsmasq.log"):
+        data = (sources / name).read_bytes()
+        (plain / name).write_bytes(data)
+        (marked / name).write_bytes(b"\xef\xbb\xbf" + data)
+    run("ingest", plain, "--workspace", tmp_path / "ws-plain")
+    result = run("ingest", marked, "--workspace", tmp_path / "ws-marked")
+    assert result.exit_code == 0, result.output
+    assert row_counts(tmp_path / "ws-marked") == row_counts(tmp_path / "ws-plain")
+    utf16 = tmp_path / "flows.csv"
+    utf16.write_bytes("ts_start,src_ip,dst_ip\n2024-01-01T00:00:00Z,10.0.0.1,1.2.3.4\n".encode("utf-16"))
+    failed = run("ingest", utf16, "--workspace", tmp_path / "ws-16")
+    assert failed.exit_code == 1 and "UTF-16 text: convert it to UTF-8" in failed.output

@@ -237,14 +237,17 @@ class Batchers:
 
 
 def open_input(path: str | Path):
-    """Open a file for reading (gzip is decompressed on the fly) or raise InputError
-    (missing, a directory, unreadable)."""
+    """Open a file for reading (gzip is decompressed on the fly; a UTF-8 byte-order mark,
+    as Windows tools write one, is skipped) or raise InputError (missing, a directory,
+    unreadable)."""
     try:
         f = open(path, "rb")
         if f.read(2) == b"\x1f\x8b":
             f.close()
-            return gzip.open(path, "rb")
+            f = gzip.open(path, "rb")
         f.seek(0)
+        if f.read(3) != b"\xef\xbb\xbf":
+            f.seek(0)
         return f
     except IsADirectoryError:
         raise InputError(path, "is a directory, not a file") from None
@@ -370,10 +373,11 @@ def text_lines(path: str | Path, stats: SourceStats) -> Iterator[tuple[int, str]
     """(line number, text without end of line) for each line; lines not valid UTF-8 are
     decoded with replacement characters. A binary file raises InputError."""
     with open_input(path) as f:
+        start = f.tell()  # after a byte-order mark
         head = f.read(4096)
         if looks_binary(head):
             raise InputError(path, "binary data, not a text log", "byte 0")
-        f.seek(0)
+        f.seek(start)
         for number, raw in enumerate(_safe_lines(f, stats), start=1):
             try:
                 text = raw.decode("utf-8")

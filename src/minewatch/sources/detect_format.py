@@ -44,9 +44,11 @@ def detect_format(path: str | Path) -> str:
                 head = f.read(HEAD_BYTES)
         except (OSError, EOFError):
             raise InputError(path, "corrupt gzip file", "byte 0") from None
+    if head[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        raise InputError(path, "UTF-16 text: convert it to UTF-8 first (iconv -f UTF-16 -t UTF-8)", "byte 0")
     if looks_binary(head):
         raise InputError(path, "binary data of no known format", "byte 0")
-    return _text_format(path, head.decode("utf-8", "replace"))
+    return _text_format(path, head.decode("utf-8", "replace").removeprefix("\ufeff"))  # a BOM: open_input skips it
 
 
 def _text_format(path, text: str) -> str:

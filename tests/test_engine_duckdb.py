@@ -225,3 +225,16 @@ def test_flows_written_before_new_columns_still_run_every_detector(tmp_path):
     result = run("detect", "--workspace", ws)
     assert result.exit_code == 0, result.output
     assert "failed" not in result.output
+
+
+def test_evidence_format_from_the_file_name_or_a_clear_error(workspace, tmp_path):
+    from minewatch.errors import UsageError
+    from minewatch.output import choose_format
+
+    assert [choose_format(name, None) for name in ("e.jsonl", "e.json", "e.CSV", "e.parquet", "e", "e.txt", "-")] == [
+        "jsonl", "jsonl", "csv", "parquet", "jsonl", "jsonl", "jsonl"]
+    with pytest.raises(UsageError, match=r"cannot tell the output format from '\.xlsx'"):
+        choose_format("evidence.xlsx", None)
+    assert choose_format("evidence.xlsx", "csv") == "csv"
+    result = run("evidence", "--workspace", workspace, "--output", tmp_path / "e.xlsx")
+    assert result.exit_code != 0 and not (tmp_path / "e.xlsx").exists()

@@ -23,7 +23,14 @@ def choose_format(output: str, explicit: str | None) -> str:
         if explicit not in FORMATS:
             raise UsageError(f"--format must be one of {', '.join(FORMATS)}, not {explicit!r}")
         return explicit
-    return _BY_SUFFIX.get(Path(output).suffix.lower(), "jsonl")
+    suffix = Path(output).suffix.lower()
+    if suffix in _BY_SUFFIX or suffix in _PLAIN_SUFFIXES or output == "-":
+        return _BY_SUFFIX.get(suffix, "jsonl")
+    raise UsageError(f"cannot tell the output format from {suffix!r} in {output}: "
+                     f"name the file .jsonl, .csv or .parquet, or give --format ({', '.join(FORMATS)})")
+
+
+_PLAIN_SUFFIXES = ("", ".txt", ".log", ".out")  # JSON lines, the default
 
 
 def _json_default(value):

@@ -96,7 +96,7 @@ def read_pcap(
             break
     _update_stats(stats, reader)
     if reader.error:
-        stats.error = str(InputError(path, reader.error))
+        stats.error = reader.error  # the caller names the file
     only_unsupported = stats.packets_skipped.get("unsupported_link_type", 0)
     if stats.flows == 0 and only_unsupported and only_unsupported == stats.packets_read:
         raise UnsupportedCapture(path, "no interface has a link type the fast reader decodes")

@@ -191,6 +191,11 @@ def test_unreachable_master_is_refused_before_spark_starts(tmp_path):
     with pytest.raises(UsageError, match="cannot reach the Spark master spark://127.0.0.1:1"):
         check_master("spark://127.0.0.1:1", timeout_s=1)
     check_master("local[2]")  # nothing to reach
+    for fine in ("local", "local[*]", "local[4,2]", "yarn", "k8s://https://host:6443", "mesos://host:5050"):
+        check_master(fine)
+    for wrong in ("nonsense://x", "local[x]", "spark:/host", "localhost:7077", ""):
+        with pytest.raises(UsageError, match="is not a Spark master URL"):
+            check_master(wrong)
 
 
 def test_flows_written_before_new_columns_and_no_flows_at_all(spark, tmp_path):

@@ -114,3 +114,15 @@ def test_score_options_and_bad_readings_files_give_one_line(tmp_path):
     r = runner.invoke(app, ["meters", "score", "-w", str(ws)])
     assert r.exit_code == 1 and "0000foreign.parquet: not a readings file: no column meter_key" in r.output
     assert "Traceback" not in r.output
+
+
+def test_options_are_checked_before_any_file_even_one_already_ingested(tmp_path):
+    ws = tmp_path / "ws"
+    assert runner.invoke(app, ["meters", "ingest", str(DATA), "--workspace", str(ws)]).exit_code == 0
+    for option, message in ((["--tz", "Mars/Olympus"], "unknown time zone 'Mars/Olympus'"),
+                            (["--unit", "furlongs"], "unit must be one of")):
+        result = runner.invoke(app, ["meters", "ingest", str(DATA), "--workspace", str(ws), *option])
+        assert result.exit_code == 2 and message in result.output and "already ingested" not in result.output
+    for command in (["score"], ["show", "b4"]):
+        result = runner.invoke(app, ["meters", *command, "--workspace", str(ws), "--utc-offset", "30"])
+        assert result.exit_code != 0 and "--utc-offset must be between -12 and 14" in (result.output + str(result.exception))

@@ -15,6 +15,7 @@ folder, in the same layout and Parquet types as the DuckDB engine writes.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -28,7 +29,7 @@ import pyarrow as pa
 from minewatch.detect import SqlDetector
 from minewatch.engine.dialect import DialectError, to_dialect
 from minewatch.engine.duckdb import EVIDENCE_SELECT, DetectorResult, DetectReport, DuckDBEngine
-from minewatch.errors import UsageError
+from minewatch.errors import MinewatchError, UsageError
 from minewatch.intel import IntelSet
 from minewatch.workspace.catalogue import Catalogue
 from minewatch.workspace.store import NO_DAY, RECORD_TABLES, Workspace, empty_table, partition_value
@@ -121,9 +122,16 @@ def start_session(master: str | None = None, conf: dict[str, str] | None = None)
 def _create(builder, settings: dict[str, str], conf: dict[str, str] | None):
     for key, value in {**settings, **(conf or {})}.items():
         builder = builder.config(key, value)
+    from py4j.protocol import Py4JError
+    from pyspark.errors import PySparkException
+
     with warnings.catch_warnings():  # PySpark warns about pandas 3 on start; no pandas is used
         warnings.simplefilter("ignore", FutureWarning)
-        return builder.getOrCreate()
+        try:
+            return builder.getOrCreate()
+        except (PySparkException, Py4JError) as exc:  # the JVM did not come up: say so in one line
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise MinewatchError(f"Spark could not start: {reason[:300]}") from None
 
 
 def _quiet(spark):
@@ -131,9 +139,16 @@ def _quiet(spark):
     return spark
 
 
+MASTER_FORMS = re.compile(r"^(local(\[(\*|\d+)(,\d+)?\])?|yarn|spark://.+|k8s://.+|mesos://.+)$")
+
+
 def check_master(master: str, timeout_s: float = 5.0) -> None:
-    """A standalone master (spark://host:port[,host:port]) must answer before Spark is
-    started: otherwise Spark retries for a minute before giving up."""
+    """A master URL Spark knows (local[N], spark://, yarn, k8s://, mesos://), else a
+    one-line error (Spark's own is a JVM that dies with a stack trace). A standalone
+    master must answer before Spark is started: otherwise Spark retries for a minute."""
+    if not MASTER_FORMS.match(master.strip()):
+        raise UsageError(f"{master!r} is not a Spark master URL (local[2], spark://host:7077, yarn, k8s://..., "
+                         "mesos://...)")
     if not master.startswith("spark://"):
         return
     for address in master[len("spark://"):].split(","):

@@ -38,6 +38,14 @@ def ingest_cmd(
     show_meters: int = typer.Option(10, help="list at most this many meters with input problems"),
 ) -> None:
     """Add readings to the workspace; the same file twice adds nothing."""
+    from minewatch.errors import UsageError
+    from minewatch.power.ingest import check_options
+
+    try:
+        check_options(tz, unit)
+    except UsageError as e:
+        err.print(f"[red]error:[/red] {escape(str(e))}")
+        raise typer.Exit(2)
     failed = 0
     for f in files:
         try:

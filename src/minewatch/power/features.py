@@ -112,6 +112,11 @@ VALID_SQL = "ts IS NOT NULL AND kw > 0 AND NOT isnan(kw)"
 
 
 def offset_us(utc_offset_h: float) -> int:
+    """Microseconds of a local-time offset in hours; the zones of the world span -12..+14."""
+    if not -12 <= utc_offset_h <= 14:  # NaN too
+        from minewatch.errors import UsageError
+
+        raise UsageError(f"--utc-offset must be between -12 and 14 hours, not {utc_offset_h:g}")
     return int(utc_offset_h * US_PER_HOUR)
 
 

@@ -53,6 +53,14 @@ class ReadResult:
     malformed: list = field(default_factory=list)  # (line, reason, raw) not read at all
 
 
+def check_options(tz: str, unit: str | None) -> None:
+    """The ingest options, before any file is read (a file already ingested reads nothing
+    and would not tell)."""
+    _check_tz(tz)
+    if unit is not None and unit not in UNITS:
+        raise UsageError(f"unit must be one of {', '.join(UNITS)}, got {unit!r}")
+
+
 def _check_tz(tz: str) -> None:
     try:
         ZoneInfo(tz)

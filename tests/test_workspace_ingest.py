@@ -422,3 +422,12 @@ def test_a_utf8_byte_order_mark_is_skipped_in_every_text_format(tmp_path):
     utf16.write_bytes("ts_start,src_ip,dst_ip\n2024-01-01T00:00:00Z,10.0.0.1,1.2.3.4\n".encode("utf-16"))
     failed = run("ingest", utf16, "--workspace", tmp_path / "ws-16")
     assert failed.exit_code == 1 and "UTF-16 text: convert it to UTF-8" in failed.output
+
+
+def test_a_wrong_mapping_or_zone_is_the_users_and_stops_before_any_file(tmp_path):
+    for options, message in ((["--map", "ts_start=first,src_ip=sa"], "the mapping lacks required column(s): dst_ip"),
+                             (["--map", "ts_start=a,src_ip=b,dst_ip=c,colour=d"], "unknown canonical column(s) in the mapping: colour"),
+                             (["--tz", "Mars/Olympus"], "--tz 'Mars/Olympus' is not a time zone")):
+        result = run("ingest", LOGS / "eve.json", "--workspace", tmp_path / "ws", *options)
+        assert result.exit_code != 0 and message in str(result.exception), options
+        assert not (tmp_path / "ws" / "tables").exists()  # nothing was read

@@ -35,6 +35,15 @@ def _intel(files: list[str]):
     return intel
 
 
+def _check_zone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise UsageError(f"--tz {name!r} is not a time zone (an IANA name such as Asia/Shanghai, or UTC)") from None
+
+
 def _describe_file(result) -> str:
     """One line of rich markup about one input (its names and messages escaped)."""
     path, error = escape(str(result.path)), escape(str(result.error))
@@ -71,12 +80,15 @@ def ingest(
 ):
     """Read input files into a workspace; a file already ingested (same content) adds nothing."""
     from minewatch.detect import Context
-    from minewatch.sources.tabular import parse_mapping
+    from minewatch.sources.tabular import check_mapping, parse_mapping
     from minewatch.workspace.ingest import IngestOptions, ingest as run_ingest
     from minewatch.workspace.store import Workspace
 
-    options = IngestOptions(mapping=parse_mapping(mapping) if mapping else None, naive_tz=naive_tz,
-                            ctx=Context(intel=_intel(intel)))
+    mapped = parse_mapping(mapping) if mapping else None
+    if mapped is not None:
+        check_mapping(mapped)  # before any file: a wrong mapping is the user's, not a file's
+    _check_zone(naive_tz)
+    options = IngestOptions(mapping=mapped, naive_tz=naive_tz, ctx=Context(intel=_intel(intel)))
     out = _console()
 
     def show(result) -> None:

@@ -14,6 +14,8 @@ BENCHES = [
     ("spark_bench.py", []),  # the SQL detector set on DuckDB and on Spark local mode (3 M flows)
     ("power_bench.py", ["--meters", "1000000", "--days", "30"]),
     ("power_eval.py", ["--out", str(HERE / "out" / "power_eval.md")]),
+    # the flow-behaviour detector on the real corpus, the bundled TLS replay and the Argus exports
+    ("behaviour_eval.py", ["--replay-pcap", str(HERE.parent / "tests" / "data" / "behaviour" / "replay_tls_stratum.pcap")]),
 ]
 
 

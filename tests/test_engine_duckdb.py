@@ -1,6 +1,7 @@
 """SQL detectors on the embedded engine, host findings and evidence export, end to end."""
 
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -238,3 +239,25 @@ def test_evidence_format_from_the_file_name_or_a_clear_error(workspace, tmp_path
     assert choose_format("evidence.xlsx", "csv") == "csv"
     result = run("evidence", "--workspace", workspace, "--output", tmp_path / "e.xlsx")
     assert result.exit_code != 0 and not (tmp_path / "e.xlsx").exists()
+
+
+def test_findings_new_since_leave_out_hosts_seen_before(tmp_path):
+    header = ["#separator \\x09", "#set_separator\t,", "#empty_field\t(empty)", "#unset_field\t-", "#path\tdns",
+              "#fields\tts\tuid\tid.orig_h\tid.orig_p\tid.resp_h\tid.resp_p\tproto\ttrans_id\tquery\tqtype_name",
+              "#types\ttime\tstring\taddr\tport\taddr\tport\tenum\tcount\tstring\tstring"]
+    day = lambda d: int(datetime(2026, 10, d, 12, tzinfo=timezone.utc).timestamp())  # noqa: E731
+    rows = [f"{day(30)}.0\tC1\t10.1.0.5\t5000\t10.1.0.1\t53\tudp\t1\tpool.supportxmr.com\tA",  # seen before
+            f"{day(31) + 86400 * 2}.0\tC2\t10.1.0.5\t5001\t10.1.0.1\t53\tudp\t2\tpool.supportxmr.com\tA",
+            f"{day(31) + 86400 * 2}.0\tC3\t10.1.0.6\t5002\t10.1.0.1\t53\tudp\t3\tpool.supportxmr.com\tA"]  # new
+    log = tmp_path / "dns.log"
+    log.write_text("\n".join(header + rows) + "\n")
+    ws = tmp_path / "ws"
+    assert run("ingest", log, "--workspace", ws).exit_code == 0
+    assert run("detect", "--workspace", ws, "--intel", POOLS, *ONLY_MINE).exit_code == 0
+    def hosts(*options):
+        result = run("findings", "--workspace", ws, "--format", "jsonl", *options)
+        assert result.exit_code == 0, result.output
+        return sorted(json.loads(x)["host"] for x in result.output.splitlines())
+    assert hosts("--since", "2026-11-01") == ["10.1.0.5", "10.1.0.6"]  # both active since
+    assert hosts("--since", "2026-11-01", "--new") == ["10.1.0.6"]  # only the newcomer
+    assert hosts("--since", "2026-10-01", "--new") == ["10.1.0.5", "10.1.0.6"]

@@ -173,6 +173,7 @@ def findings(
     fmt: str = typer.Option("table", "--format", help="table or jsonl."),
     prefix: Optional[int] = typer.Option(None, "--prefix", help="One finding per IPv4 network of this length (e.g. 24) instead of per address."),
     prefix6: Optional[int] = typer.Option(None, "--prefix6", help="IPv6 prefix length for --prefix grouping (default 64)."),
+    new: bool = typer.Option(False, "--new", help="Only hosts with no evidence before --since (new since then)."),
 ):
     """One finding per host (or prefix): all its evidence in the workspace, combined and explained."""
     from minewatch.findings import HomeNet, Prefixes
@@ -182,7 +183,7 @@ def findings(
     if fmt not in ("table", "jsonl"):
         raise UsageError(f"--format must be table or jsonl, not {fmt!r}")
     hosts = workspace_findings(Workspace(workspace), HomeNet.parse(home_net), EvidenceFilter(since, until),
-                               Prefixes.parse(prefix, prefix6))
+                               Prefixes.parse(prefix, prefix6), new_only=new)
     if fmt == "jsonl":
         for host in hosts:
             typer.echo(json.dumps(host, ensure_ascii=False, default=_json_default))

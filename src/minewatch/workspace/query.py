@@ -68,12 +68,28 @@ def open_evidence(ws: Workspace, selection: EvidenceFilter | None = None) -> duc
 
 
 def workspace_findings(ws: Workspace, home: HomeNet, selection: EvidenceFilter | None = None,
-                       prefixes: Prefixes = Prefixes()) -> list[dict]:
+                       prefixes: Prefixes = Prefixes(), new_only: bool = False) -> list[dict]:
+    """One finding per host (or prefix) over the selected evidence. `new_only`: only the
+    hosts with no evidence at all before the selection's `since` (the morning question:
+    what is new since yesterday, not what is still going on)."""
+    selection = selection or EvidenceFilter()
+    if new_only and not selection.since:
+        raise UsageError("--new needs --since: new since when?")
     con = open_evidence(ws, selection)
     try:
-        return host_findings_in(con, "evidence_sel", home, prefixes)
+        hosts = host_findings_in(con, "evidence_sel", home, prefixes)
     finally:
         con.close()
+    if new_only and hosts:
+        start = parse_moment(selection.since, "--since").astimezone(timezone.utc).isoformat()
+        before = EvidenceFilter(until=start, detectors=selection.detectors, categories=selection.categories)
+        con = open_evidence(ws, before)
+        try:
+            seen = {(h["host"], h["internal"]) for h in host_findings_in(con, "evidence_sel", home, prefixes)}
+        finally:
+            con.close()
+        hosts = [h for h in hosts if (h["host"], h["internal"]) not in seen]
+    return hosts
 
 
 def export_evidence(ws: Workspace, writer, selection: EvidenceFilter | None = None) -> int:

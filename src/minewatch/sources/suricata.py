@@ -210,8 +210,8 @@ _EVENT_FIELDS = pa.schema([
 def _parse_json(piece: memoryview, lines: int) -> pa.Table | None:
     """The piece as one table of events, row i being line i+1; None when it cannot be (a
     malformed line, a blank one, a value of another type than `_EVENT_FIELDS` says). An
-    app-layer object of an unexpected shape costs only its own events the fast path: the
-    piece is parsed again without the app-layer fields."""
+    app-layer object of an unexpected shape costs only the piece's dns/tls/http events the
+    fast path: the piece is parsed again without the app-layer fields, flows stay fast."""
     if piece_has(piece, b"\r"):
         return None
     for schema in (_ALL_FIELDS, _EVENT_FIELDS):

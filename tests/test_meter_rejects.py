@@ -75,3 +75,24 @@ def test_readings_already_in_the_workspace_from_another_file_are_counted(tmp_pat
     assert (counts["in_other_file"], counts["conflicts_other_file"]) == (3, 1)
     assert any("4 readings were already in the workspace" in note and "1 of them with another value" in note
                for note in res.notes)
+
+
+def test_epoch_times_are_read_and_unreadable_times_are_one_line(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start = 1704067200  # 2024-01-01T00:00:00Z
+    seconds = write(tmp_path, [f"M1,{start + 3600 * h},2.0" for h in range(30)], name="s.csv")
+    millis = write(tmp_path, [f"M1,{(start + 3600 * h) * 1000},2.0" for h in range(30)], name="ms.csv")
+    iso = write(tmp_path, [f"M1,2024-01-01T{h:02d}:00:00Z,2.0" for h in range(24)]
+                + [f"M1,2024-01-02T{h:02d}:00:00Z,2.0" for h in range(6)], name="iso.csv")
+    tables = [read_meter_file(p, tz="Asia/Shanghai").table for p in (seconds, millis, iso)]
+    assert tables[0].column("ts").equals(tables[2].column("ts")) and tables[1].column("ts").equals(tables[2].column("ts"))
+    parquet = tmp_path / "epoch.parquet"
+    pq.write_table(pa.table({"meter_id": ["M1"] * 30, "timestamp": [start + 3600 * h for h in range(30)],
+                             "kwh": [2.0] * 30}), parquet)
+    assert read_meter_file(parquet).table.column("ts").equals(tables[2].column("ts"))
+    odd = tmp_path / "odd.parquet"
+    pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), odd)
+    with pytest.raises(InputError, match=r"no reading has a time that can be read \(the first is '1'\)"):
+        read_meter_file(odd)

@@ -154,11 +154,12 @@ def read_meter_file(path: str | Path, tz: str = "UTC", unit: str | None = None) 
     cols = con.sql(f"""
         SELECT meter_id,
                dense_rank() OVER (ORDER BY meter_id) - 1 AS code,
-               epoch_us(TRY_CAST(ts_text AS TIMESTAMPTZ)) AS ts_us,
+               coalesce(epoch_us(TRY_CAST(ts_text AS TIMESTAMPTZ)), {EPOCH_TEXT_US}) AS ts_us,
                TRY_CAST(val_text AS DOUBLE) AS val,
                ts_text IS NOT NULL AND trim(ts_text) <> '' AS has_ts,
                val_text IS NOT NULL AND trim(val_text) <> '' AS has_val,
-               coalesce(regexp_matches(trim(ts_text), '{OFFSET_RE}'), false) AS has_offset,
+               coalesce(regexp_matches(trim(ts_text), '{OFFSET_RE}')  -- epoch numbers are UTC too
+                        OR regexp_full_match(trim(ts_text), '[0-9]{{9,13}}(\\.[0-9]+)?'), false) AS has_offset,
                row_no
         FROM raw WHERE meter_id IS NOT NULL
         ORDER BY code, ts_us NULLS LAST, row_no""").fetchnumpy()
@@ -167,9 +168,21 @@ def read_meter_file(path: str | Path, tz: str = "UTC", unit: str | None = None) 
         where = f"; {len(malformed)} malformed lines, the first at line {malformed[0][0]}: {malformed[0][1]}" \
             if malformed else ""
         raise InputError(path, f"no readings{where}")
+    if np.all(np.ma.getmaskarray(np.ma.asarray(cols["ts_us"]))):
+        sample = con.sql("SELECT ts_text FROM raw WHERE ts_text IS NOT NULL LIMIT 1").fetchall()
+        shown = repr(sample[0][0]) if sample else "none"
+        raise InputError(path, f"no reading has a time that can be read (the first is {shown}): expected "
+                               "ISO 8601 (2024-01-31 13:00[:00][+08:00]) or epoch seconds/milliseconds")
     result = _check_and_convert(path, cols, tz, unit, layout)
     result.malformed = malformed
     return result
+
+
+# epoch numbers as text: 9-10 digits are seconds (1973-2286), 12-13 milliseconds
+EPOCH_TEXT_US = """CASE
+    WHEN regexp_full_match(trim(ts_text), '[0-9]{9,10}(\\.[0-9]+)?') THEN CAST(round(CAST(trim(ts_text) AS DOUBLE) * 1e6) AS BIGINT)
+    WHEN regexp_full_match(trim(ts_text), '[0-9]{12,13}') THEN CAST(trim(ts_text) AS BIGINT) * 1000
+END"""
 
 
 def _masked(a) -> np.ndarray:

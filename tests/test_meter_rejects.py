@@ -96,3 +96,14 @@ def test_epoch_times_are_read_and_unreadable_times_are_one_line(tmp_path):
     pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), odd)
     with pytest.raises(InputError, match=r"no reading has a time that can be read \(the first is '1'\)"):
         read_meter_file(odd)
+
+
+def test_a_header_naming_a_meter_twice_or_a_long_table_without_values_is_one_line(tmp_path):
+    twice = tmp_path / "twice.csv"
+    twice.write_text("timestamp,b1,b1,b2\n" + "".join(f"2024-01-01 {h:02d}:00,1,2,3\n" for h in range(24)))
+    with pytest.raises(InputError, match="named twice in the header: b1"):
+        read_meter_file(twice)
+    novalue = tmp_path / "novalue.csv"
+    novalue.write_text("meter_id,timestamp\nM1,2024-01-01 00:00\n")
+    with pytest.raises(InputError, match="needs a value column"):
+        read_meter_file(novalue)

@@ -35,6 +35,7 @@ from minewatch.errors import InputError, UsageError
 from minewatch.power import quality as q
 from minewatch.schema.meter_readings import METER_READINGS, WORKSPACE_READINGS
 from minewatch.sources import sha256_file
+from minewatch.sources._records import open_input
 
 TS_NAMES = ("timestamp", "timestamp_utc", "ts", "time", "datetime", "date_time", "interval_start")
 VALUE_UNITS = {"kwh": "kwh", "kw": "kw", "wh": "wh", "w": "w", "value": None}
@@ -100,6 +101,20 @@ def _malformed_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str
     return out
 
 
+def _check_header(path: Path, src: str) -> None:
+    """A CSV header naming a column twice: DuckDB would read the second as `name_1`, a
+    meter that does not exist; which column is the meter is not ours to guess."""
+    if not src.startswith("read_csv"):
+        return
+    with open_input(path) as f:  # gzip too; a byte-order mark skipped
+        first = f.readline(1 << 20).decode("utf-8", "replace").strip("\r\n")
+    delimiter = max((",", ";", "\t", "|"), key=first.count)
+    names = [n.strip().strip('"') for n in first.split(delimiter)]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise InputError(path, f"column(s) named twice in the header: {', '.join(twice)}", "line 1")
+
+
 def _raw_relation(con: duckdb.DuckDBPyConnection, path: Path, unit: str | None):
     """Create temp table raw(meter_id, ts_text, val_text, row_no); return (layout, unit)."""
     src = _source_sql(path)
@@ -107,9 +122,13 @@ def _raw_relation(con: duckdb.DuckDBPyConnection, path: Path, unit: str | None):
         cols = [c for c, *_ in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
     except duckdb.Error as e:
         raise InputError(path, f"cannot read as CSV or Parquet: {str(e).splitlines()[0]}")
+    _check_header(path, src)
     lower = {c.lower().strip(): c for c in cols}
     ts_col = next((lower[n] for n in TS_NAMES if n in lower), None)
     val_col = next((lower[n] for n in VALUE_UNITS if n in lower), None)
+    if "meter_id" in lower and ts_col and not val_col:
+        raise InputError(path, "a long table (meter_id, timestamp) needs a value column: "
+                               f"one of {', '.join(VALUE_UNITS)}", "line 1")
     if "meter_id" in lower and ts_col and val_col:
         layout = "long"
         found = VALUE_UNITS[val_col.lower().strip()]

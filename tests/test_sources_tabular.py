@@ -275,3 +275,17 @@ def test_the_delimiter_is_taken_from_the_header_line(tmp_path):
         flows, stats = read(path, mapping=None)
         assert flows.num_rows == 20 and stats.rejects == [], repr(delimiter)
         assert set(flows.column("dst_port").to_pylist()) == {3333}
+
+
+def test_date_columns_are_midnights_and_other_kinds_are_one_line(tmp_path):
+    import datetime as dt
+
+    day = tmp_path / "day.parquet"
+    pq.write_table(pa.table({"ts_start": pa.array([dt.date(2024, 1, 1)] * 2, pa.date32()),
+                             "src_ip": ["10.0.0.1"] * 2, "dst_ip": ["1.1.1.1"] * 2}), day)
+    flows, _ = read(day, mapping=None)
+    assert flows.column("ts_start").to_pylist() == [datetime(2024, 1, 1, tzinfo=UTC)] * 2
+    flag = tmp_path / "flag.parquet"
+    pq.write_table(pa.table({"ts_start": [True, False], "src_ip": ["10.0.0.1"] * 2, "dst_ip": ["1.1.1.1"] * 2}), flag)
+    with pytest.raises(InputError, match="ts_start: a column of bool values cannot hold times"):
+        read(flag, mapping=None)

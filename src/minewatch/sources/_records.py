@@ -624,6 +624,8 @@ def to_time_column(column: pa.Array, unit: str = "auto", naive_tz: str = "UTC") 
     ISO 8601 text with or without zone (`naive_tz` for those without). Clean columns
     take one cast; mixed or broken ones fall back to masks, row by row only at the end."""
     column = as_strings(column)
+    if pa.types.is_date(column.type):  # a day only: its midnight, local to naive_tz
+        column = column.cast(pa.timestamp("s"))
     if pa.types.is_timestamp(column.type):
         if column.type.tz is None:
             column = pc.assume_timezone(column, naive_tz) if naive_tz != "UTC" else column
@@ -646,7 +648,7 @@ def to_time_column(column: pa.Array, unit: str = "auto", naive_tz: str = "UTC") 
         else:
             return _iso_times(column, naive_tz)
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        raise TypeError(f"cannot read times from a {column.type} column")
+        raise TypeError(f"a column of {column.type} values cannot hold times")
     return _epoch_numbers(column.cast(pa.float64()), unit)
 
 

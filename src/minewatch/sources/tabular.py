@@ -522,7 +522,10 @@ def columns_to_flows(
                 return naive_to_utc(values, naive_tz), _records._no_bad(n)
             except pa.ArrowInvalid:  # a local time the zone skips or repeats: the text decides
                 pass
-        return to_time_column(column(canonical), time_unit, naive_tz)
+        try:
+            return to_time_column(column(canonical), time_unit, naive_tz)
+        except TypeError as exc:  # a column of another kind (booleans, lists): the mapping's fault
+            raise InputError(source_file, f"{mapping[canonical]}: {exc}") from None
 
     def flag(reason: str, mask, shown: pa.Array | None = None) -> None:
         """Rows of `mask` are rejected for `reason` (the first found per row); with

@@ -53,6 +53,10 @@ def test_metadata_lines_not_read_are_returned(tmp_path):
     n, malformed = load_metadata(tmp_path / "ws", meta)
     assert n == 2 and [(line, reason) for line, reason, _ in malformed] == [
         (3, "wrong number of fields (2, expected 4)")]
+    meta.write_text("meter_id,contracted_kw\nM1,100\nM2,about 50\nM3,\n")
+    n, problems = load_metadata(tmp_path / "ws2", meta)
+    assert n == 3 and [(line, reason) for line, reason, _ in problems] == [
+        (None, "meter M2: contracted_kw 'about 50' is not a number (left empty)")]
 
 
 def test_cli_warns_in_one_line_and_goes_on(tmp_path):

@@ -76,9 +76,10 @@ def ingest_cmd(
             n, malformed = load_metadata(workspace, metadata)
             out.print(f"metadata: {n} meters described")
             for line, reason, _ in malformed[:5]:
-                err.print(f"[yellow]warning:[/] {escape(str(metadata))}: line {line}: {escape(reason)} (not read)")
+                where = f"line {line}: {reason} (not read)" if line is not None else reason
+                err.print(f"[yellow]warning:[/] {escape(str(metadata))}: {escape(where)}")
             if len(malformed) > 5:
-                err.print(f"[yellow]warning:[/] {escape(str(metadata))}: {len(malformed) - 5} more lines not read")
+                err.print(f"[yellow]warning:[/] {escape(str(metadata))}: {len(malformed) - 5} more problems")
         except MinewatchError as e:
             err.print(f"[red]error:[/red] {escape(str(e))}")
             failed += 1

@@ -449,7 +449,8 @@ def _write_malformed(ws: Path, digest: str, path: Path, malformed: list) -> Path
 
 def load_metadata(ws: str | Path, path: str | Path) -> tuple[int, list]:
     """Per-meter metadata CSV: meter_id[, declared_business][, contracted_kw][, tariff_class].
-    Returns the number of meters described and the (line, reason, raw) lines not read."""
+    Returns the number of meters described and the problems: (line, reason, raw) of lines
+    not read, (None, reason, "") of values not read."""
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
@@ -467,6 +468,13 @@ def load_metadata(ws: str | Path, path: str | Path) -> tuple[int, list]:
             SELECT {col('meter_id')}, {col('declared_business')}, {col('contracted_kw', 'DOUBLE')},
                    {col('tariff_class')} FROM {src} WHERE "{cols['meter_id']}" IS NOT NULL""")
         malformed = _malformed_lines(con) if "store_rejects" in src else []
+        if "contracted_kw" in cols:  # kept as empty, and said
+            kw = f'CAST("{cols["contracted_kw"]}" AS VARCHAR)'
+            for meter, value in con.execute(f"""
+                    SELECT CAST("{cols['meter_id']}" AS VARCHAR), {kw} FROM {src}
+                    WHERE "{cols['meter_id']}" IS NOT NULL AND trim(coalesce({kw}, '')) <> ''
+                      AND TRY_CAST({kw} AS DOUBLE) IS NULL""").fetchall():
+                malformed.append((None, f"meter {meter}: contracted_kw {value!r} is not a number (left empty)", ""))
         return con.execute("SELECT count(*) FROM meter_metadata").fetchall()[0][0], malformed
     except duckdb.Error as e:
         raise InputError(path, f"cannot read metadata: {str(e).splitlines()[0]}")

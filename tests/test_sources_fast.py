@@ -526,3 +526,25 @@ def test_bad_addresses_are_rejected_by_every_log_reader_with_their_value(tmp_pat
     _, stats = suricata_both(path)
     assert [(r.line, r.reason) for r in stats.rejects] == [
         (5, "bad address in src_ip: '10.0.0.256'"), (3000, "bad address in dest_ip: '2001:db8::1::2'")]
+
+
+def test_suricata_times_without_a_zone_are_read_as_utc_and_said(tmp_path):
+    import json as jsonlib
+
+    from minewatch.sources import suricata
+
+    event = {"timestamp": "2024-01-01T08:00:00.000000", "event_type": "flow", "src_ip": "10.0.0.1", "src_port": 1,
+             "dest_ip": "1.1.1.1", "dest_port": 443, "proto": "TCP",
+             "flow": {"pkts_toserver": 1, "pkts_toclient": 1, "bytes_toserver": 60, "bytes_toclient": 60,
+                      "start": "2024-01-01T08:00:00.000000", "end": "2024-01-01T08:00:05.000000"}}
+    path = tmp_path / "eve.json"
+    path.write_text(jsonlib.dumps(event) + "\n")
+    tables, stats = suricata_both(path)
+    assert suricata.NAIVE_NOTE in stats.notes
+    assert tables["flows"].column("ts_start").to_pylist()[0].isoformat() == "2024-01-01T08:00:00+00:00"
+    line_stats = SourceStats(str(path))
+    collect_tables(suricata._read_by_line(path, str(path), line_stats, _records.BATCH_ROWS))
+    assert suricata.NAIVE_NOTE in line_stats.notes
+    zoned = tmp_path / "zoned.json"
+    zoned.write_text(jsonlib.dumps(event | {"timestamp": "2024-01-01T08:00:00.000000+0800"}) + "\n")
+    assert suricata.NAIVE_NOTE not in suricata_both(zoned)[1].notes

@@ -17,6 +17,7 @@ line reader (`_read_by_line`, the reference the tests compare to).
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -60,6 +61,8 @@ from minewatch.sources._records import (
 )
 
 DNS_PORTS = (53, 853, 5353, 5355)
+ZONED = r"(Z|[+-][0-9]{2}:?[0-9]{2})$"  # Suricata writes +0000; a time without one is read as UTC
+NAIVE_NOTE = "EVE times without a zone offset were read as UTC"
 SCHEMAS = {"flows": FLOWS, "dns": DNS, "tls": TLS, "http": HTTP, "alerts": ALERTS}
 
 
@@ -120,6 +123,9 @@ def _event_row(number: int, text: str, source: str, stats: SourceStats) -> tuple
         return None
     row["source_file"] = source
     row["flow_ref" if table == "flows" else "record_ref"] = number
+    stamp = event.get("timestamp")
+    if isinstance(stamp, str) and not re.search(ZONED, stamp):
+        stats.note(NAIVE_NOTE)
     return table, row
 
 
@@ -156,6 +162,9 @@ def _read_piece(piece: memoryview, source: str) -> _PieceResult:
     done = np.zeros(0, np.int64)  # rows (0-based) converted by the vectorised path
     table = _parse_json(piece, lines)
     if table is not None:
+        stamps = table.column("timestamp").combine_chunks()
+        if not pc.all(pc.fill_null(pc.match_substring_regex(stamps, ZONED), True)).as_py():
+            local.note(NAIVE_NOTE)
         kinds = table.column("event_type").combine_chunks()
         for kind, (name, builder) in FAST_EVENTS.items():
             rows = np.flatnonzero(pc.fill_null(pc.equal(kinds, kind), False).to_numpy(zero_copy_only=False))

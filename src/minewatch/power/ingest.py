@@ -17,13 +17,11 @@ Ingest is idempotent: a file whose sha256 is already in `files` adds nothing.
 from __future__ import annotations
 
 import csv
-import json
 import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import duckdb
 import numpy as np
@@ -35,7 +33,7 @@ from minewatch.errors import InputError, UsageError
 from minewatch.power import quality as q
 from minewatch.schema.meter_readings import METER_READINGS, WORKSPACE_READINGS
 from minewatch.sources import sha256_file
-from minewatch.sources._records import open_input
+from minewatch.sources._records import Reject, header_delimiter, is_time_zone, open_input
 
 TS_NAMES = ("timestamp", "timestamp_utc", "ts", "time", "datetime", "date_time", "interval_start")
 VALUE_UNITS = {"kwh": "kwh", "kw": "kw", "wh": "wh", "w": "w", "value": None}
@@ -63,15 +61,19 @@ def check_options(tz: str, unit: str | None) -> None:
 
 
 def _check_tz(tz: str) -> None:
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
+    if not is_time_zone(tz):
         raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)")
 
 
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() in (".parquet", ".pq")
+
+
 def _source_sql(path: Path) -> str:
+    """The file as a DuckDB relation: Parquet, or CSV read as text with its malformed lines
+    kept aside (`_malformed_lines`)."""
     p = str(path).replace("'", "''")
-    if path.suffix.lower() in (".parquet", ".pq"):
+    if _is_parquet(path):
         return f"read_parquet('{p}')"
     return f"read_csv('{p}', all_varchar = true, header = true, store_rejects = true)"
 
@@ -101,15 +103,14 @@ def _malformed_lines(con: duckdb.DuckDBPyConnection) -> list[tuple[int, str, str
     return out
 
 
-def _check_header(path: Path, src: str) -> None:
+def _check_header(path: Path) -> None:
     """A CSV header naming a column twice: DuckDB would read the second as `name_1`, a
     meter that does not exist; which column is the meter is not ours to guess."""
-    if not src.startswith("read_csv"):
+    if _is_parquet(path):
         return
     with open_input(path) as f:  # gzip too; a byte-order mark skipped
         first = f.readline(1 << 20).decode("utf-8", "replace").strip("\r\n")
-    delimiter = max((",", ";", "\t", "|"), key=first.count)
-    names = [n.strip().strip('"') for n in first.split(delimiter)]
+    names = [n.strip().strip('"') for n in first.split(header_delimiter(first))]
     twice = sorted({n for n in names if names.count(n) > 1})
     if twice:
         raise InputError(path, f"column(s) named twice in the header: {', '.join(twice)}", "line 1")
@@ -122,7 +123,7 @@ def _raw_relation(con: duckdb.DuckDBPyConnection, path: Path, unit: str | None):
         cols = [c for c, *_ in con.sql(f"DESCRIBE SELECT * FROM {src}").fetchall()]
     except duckdb.Error as e:
         raise InputError(path, f"cannot read as CSV or Parquet: {str(e).splitlines()[0]}")
-    _check_header(path, src)
+    _check_header(path)
     lower = {c.lower().strip(): c for c in cols}
     ts_col = next((lower[n] for n in TS_NAMES if n in lower), None)
     val_col = next((lower[n] for n in VALUE_UNITS if n in lower), None)
@@ -169,7 +170,7 @@ def read_meter_file(path: str | Path, tz: str = "UTC", unit: str | None = None) 
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET TimeZone = '{tz}'")
     layout, unit = _raw_relation(con, path, unit)
-    malformed = _malformed_lines(con) if "store_rejects" in _source_sql(path) else []
+    malformed = [] if _is_parquet(path) else _malformed_lines(con)
     cols = con.sql(f"""
         SELECT meter_id,
                dense_rank() OVER (ORDER BY meter_id) - 1 AS code,
@@ -435,16 +436,16 @@ def _count_overlaps(con: duckdb.DuckDBPyConnection, ws: Path, keyed: pa.Table, q
 
 
 def _write_malformed(ws: Path, digest: str, path: Path, malformed: list) -> Path | None:
-    """Lines not read at all go to <ws>/rejects/<sha256 prefix>.jsonl: file, line, reason, raw."""
+    """Lines not read at all go to the rejects file the flow workspace writes too
+    (<ws>/rejects/<sha256 prefix>.jsonl: file, line, reason, raw)."""
     if not malformed:
         return None
-    out = ws / "rejects" / f"{digest[:16]}.jsonl"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with out.open("w", encoding="utf-8") as f:
-        for line, reason, raw in malformed:
-            f.write(json.dumps({"file": str(path), "line": line, "reason": reason, "raw": raw},
-                               ensure_ascii=False) + "\n")
-    return out
+    from minewatch.workspace.store import Workspace, write_rejects
+
+    store = Workspace(ws)
+    store.rejects_dir.mkdir(parents=True, exist_ok=True)
+    write_rejects(store, digest, [Reject(str(path), line, reason, raw) for line, reason, raw in malformed], 0, str(path))
+    return store.rejects_path(digest)
 
 
 def load_metadata(ws: str | Path, path: str | Path) -> tuple[int, list]:
@@ -467,7 +468,7 @@ def load_metadata(ws: str | Path, path: str | Path) -> tuple[int, list]:
         con.execute(f"""INSERT OR REPLACE INTO meter_metadata
             SELECT {col('meter_id')}, {col('declared_business')}, {col('contracted_kw', 'DOUBLE')},
                    {col('tariff_class')} FROM {src} WHERE "{cols['meter_id']}" IS NOT NULL""")
-        malformed = _malformed_lines(con) if "store_rejects" in src else []
+        malformed = [] if _is_parquet(path) else _malformed_lines(con)
         if "contracted_kw" in cols:  # kept as empty, and said
             kw = f'CAST("{cols["contracted_kw"]}" AS VARCHAR)'
             for meter, value in con.execute(f"""

@@ -12,9 +12,7 @@ def nanmedian_rows(x: np.ndarray) -> np.ndarray:
     times faster than np.nanmedian on many short rows."""
     s = np.sort(x, axis=1)
     n = np.sum(~np.isnan(x), axis=1)
-    lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0)[:, None], axis=1)[:, 0]
-    hi = np.take_along_axis(s, np.maximum(n // 2, 0)[:, None], axis=1)[:, 0]
-    return np.where(n > 0, (lo + hi) / 2, np.nan)
+    return np.where(n > 0, _middle(s, n), np.nan)
 
 
 def nanmedian_windows(x: np.ndarray, w: int, min_count: int = 1) -> np.ndarray:
@@ -23,6 +21,12 @@ def nanmedian_windows(x: np.ndarray, w: int, min_count: int = 1) -> np.ndarray:
     median sits at the middle of the valid count."""
     s = np.sort(sliding_window_view(x, w, axis=-1), axis=-1)
     n = np.sum(~np.isnan(s), axis=-1)
+    return np.where(n >= max(1, min_count), _middle(s, n), np.nan)
+
+
+def _middle(s: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """The median along the last axis of `s`, sorted with its NaNs last, of the first `n`
+    values of each row."""
     lo = np.take_along_axis(s, np.maximum((n - 1) // 2, 0)[..., None], axis=-1)[..., 0]
     hi = np.take_along_axis(s, np.maximum(n // 2, 0)[..., None], axis=-1)[..., 0]
-    return np.where(n >= max(1, min_count), (lo + hi) / 2, np.nan)
+    return (lo + hi) / 2

@@ -123,7 +123,7 @@ def sample_common(con, source: str, keys: list[int], utc_offset_h: float = 0.0) 
         if len(run) < b - a + 1:  # keys with gaps: only these
             where += f" AND meter_key IN ({', '.join(str(int(k)) for k in run)})"
         sampled = f"(SELECT r.* FROM {source} r WHERE {where})"
-        parts += [(b.day0, b.daily_base()) for b in hourly_blocks(con, sampled, "meter_key", utc_offset_h)]
+        parts += [(block.day0, block.daily_base()) for block in hourly_blocks(con, sampled, "meter_key", utc_offset_h)]
     if not parts:
         return None
     day0 = min(d for d, _ in parts)

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Iterator
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 import pyarrow as pa
@@ -714,6 +715,30 @@ def _cast_iso(part: pa.Array, with_zone: bool, naive_tz: str) -> pa.Array:
     return naive_to_utc(part.cast(pa.timestamp("us")), naive_tz)
 
 
+def is_time_zone(name: str) -> bool:
+    """Whether `name` is a time zone the readers can use (an IANA name, or UTC)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
+
+
+def header_delimiter(header_line: str) -> str:
+    """The delimiter of a header line: the most frequent of comma, tab, semicolon and bar
+    (a comma when none is there)."""
+    return max(DELIMITERS, key=lambda d: (header_line.count(d), d == ","))
+
+
+DELIMITERS = (",", "\t", ";", "|")
+
+
+def first_of_lists(items: pa.Array) -> pa.Array:
+    """The first element of each list; null for an empty or null list."""
+    empty = pc.fill_null(pc.equal(pc.list_value_length(items), 0), False)
+    return pc.list_element(pc.if_else(empty, pa.scalar(None, items.type), items), 0)
+
+
 def naive_to_utc(naive: pa.Array, naive_tz: str) -> pa.Array:
     """Zone-less timestamps read as local time in `naive_tz` -> TS (UTC). A local time
     that does not exist or is ambiguous there raises ArrowInvalid."""
@@ -722,8 +747,6 @@ def naive_to_utc(naive: pa.Array, naive_tz: str) -> pa.Array:
 
 def _cast_iso_slow(part: pa.Array, with_zone: bool, naive_tz: str) -> tuple[pa.Array, pa.Array]:
     """Value by value: the rows that do not parse are nulls and bad."""
-    from zoneinfo import ZoneInfo
-
     tz = timezone.utc if naive_tz == "UTC" else ZoneInfo(naive_tz)
     values, bad = [], []
     for text in part.to_pylist():
@@ -799,8 +822,7 @@ def ip_text_bad(column: pa.Array) -> pa.Array:
     if not _is_text(column):
         column = column.cast(pa.string())
     if _fastcsv is None:
-        return pa.array([value is not None and not _address_ok_python(value.encode("utf-8"))
-                         for value in column.to_pylist()], pa.bool_())
+        return pa.array([value is not None and not ip_text_ok(value) for value in column.to_pylist()], pa.bool_())
     bad = np.zeros(len(column), bool)
     if len(column):
         validity, offsets, data = column.buffers()[:3]

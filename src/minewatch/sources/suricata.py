@@ -38,6 +38,7 @@ from minewatch.sources._records import (
     BATCH_ROWS,
     PieceJoiner,
     RecordError,
+    first_of_lists,
     address_field,
     ip_text_bad,
     line_pieces,
@@ -383,7 +384,7 @@ def _dns_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBatch
     if trans_id is False:
         return None
     response = pc.fill_null(pc.is_in(cols.get("dns", "type"), pa.array(["answer", "response"])), False)
-    first = _first_named(cols.get("dns", "queries"))
+    first = first_of_lists(cols.get("dns", "queries"))  # a null struct stands for `first_query = {}`
     query = pc.coalesce(cols.get("dns", "rrname"), pc.struct_field(first, "rrname"))
     listed = cols.get("dns", "answers")
     rdata = cols.get("dns", "rdata")
@@ -407,13 +408,6 @@ def _dns_fast(events: pa.Table, source: str, refs: np.ndarray) -> pa.RecordBatch
 
 
 _NAMES = pa.list_(pa.string())
-
-
-def _first_named(queries: pa.Array) -> pa.Array:
-    """queries[0] where the list has one, else a null struct (`first_query = {}`)."""
-    lengths = pc.fill_null(pc.list_value_length(queries), 0)
-    usable = pc.if_else(pc.greater(lengths, 0), queries, pa.scalar(None, queries.type))
-    return pc.list_element(usable, 0)
 
 
 def _one_item_lists(values: pa.Array) -> pa.Array:

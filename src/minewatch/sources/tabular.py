@@ -52,6 +52,7 @@ from minewatch.sources._records import (
     lines_of_rows,
     looks_binary,
     map_distinct,
+    header_delimiter,
     naive_to_utc,
     open_input,
     ordered_map,
@@ -162,15 +163,6 @@ def table_columns(path: str | Path, delimiter: str | None = None) -> list[str]:
             raise InputError(path, f"unreadable Parquet file: {e}") from None
     header_line = head.split(b"\n", 1)[0].decode("utf-8", "replace").strip("\r\n")
     return [n.strip() for n in header_line.split(delimiter or header_delimiter(header_line))]
-
-
-def header_delimiter(header_line: str) -> str:
-    """The delimiter of a header line: the most frequent of comma, tab, semicolon and bar
-    (a comma when none is there)."""
-    return max(DELIMITERS, key=lambda d: (header_line.count(d), d == ","))
-
-
-DELIMITERS = (",", "\t", ";", "|")
 
 
 def read_tabular(

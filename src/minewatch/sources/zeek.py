@@ -43,6 +43,7 @@ from minewatch.sources._records import (
     DIGITS,
     PieceJoiner,
     epoch_text_to_us,
+    first_of_lists,
     line_pieces,
     map_distinct,
     ordered_map,
@@ -656,6 +657,7 @@ def _fast_stretch(stretch: _Stretch, source: str) -> _StretchResult | None:
         return None
     columns = {name: table.column(name).combine_chunks() for name in table.column_names}
     types = dict(zip(header.fields, header.types)) if len(header.types) == len(header.fields) else {}
+    escaped = piece_has(data, b"\\x")  # one scan of the piece; columns are searched only when it has one
     for name, column in columns.items():
         container = types.get(name, "").startswith(("set[", "vector["))
         empty = pc.equal(column, header.empty)
@@ -666,7 +668,7 @@ def _fast_stretch(stretch: _Stretch, source: str) -> _StretchResult | None:
             empty = pc.or_(empty, pc.equal(column, ""))
         if pc.any(empty).as_py():  # an empty string: the line reader knows what each mapper does
             return None
-        if pc.any(pc.match_substring(column, "\\x")).as_py():
+        if escaped and pc.any(pc.match_substring(column, "\\x")).as_py():
             columns[name] = _unescaped_items(column, header) if container else \
                 map_distinct(column, _unescape, pa.string())[0]
     batch = mapper(columns, types, header, table.num_rows)
@@ -716,7 +718,7 @@ def _conn_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict |
     """Vectorised `_conn` for TSV text; None when a row might not come out exactly as
     `_conn` makes it."""
     get = columns.get
-    start = epoch_text_to_us(get("ts")) if get("ts") is not None else None
+    start = _micros(get("ts"))
     if start is None:
         return None
     duration = get("duration")
@@ -803,11 +805,7 @@ def _unescaped_items(column: pa.Array, header: _TsvHeader) -> pa.Array:
 
 def _first_items(column: pa.Array | None, header: _TsvHeader) -> pa.Array | None:
     """The first element of a set/vector field (`_first`: none for an empty one)."""
-    if column is None:
-        return None
-    items = _items(column, header)
-    items = pc.if_else(pc.equal(pc.list_value_length(items), 0), pa.scalar(None, items.type), items)
-    return pc.list_element(items, 0)
+    return None if column is None else first_of_lists(_items(column, header))
 
 
 def _micros(column: pa.Array | None) -> pa.Array | None:
@@ -877,15 +875,8 @@ def _text(column: pa.Array) -> pa.Array:
 def _bools(column: pa.Array | None) -> pa.Array | None | bool:
     if column is None or pa.types.is_boolean(column.type):
         return column
-    values, bad = map_distinct(column, _bool_value, pa.bool_())
+    values, bad = map_distinct(column, _bool, pa.bool_())  # its RecordError is a ValueError: a bad row
     return False if pc.any(bad).as_py() else values
-
-
-def _bool_value(value):
-    try:
-        return _bool(value)
-    except RecordError as e:
-        raise ValueError(str(e)) from None
 
 
 def _ssl_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict | None:
@@ -913,8 +904,8 @@ def _http_fast(columns: dict, types: dict, header: _TsvHeader, n: int) -> dict |
     if mime is not None and types.get("resp_mime_types", "").startswith(("set[", "vector[")):
         mime = _first_items(mime, header)
     out = {**ends, "status": status, "content_type": mime, **lengths}
-    for name, column in (("method", "method"), ("host", "host"), ("uri", "uri"), ("user_agent", "user_agent")):
-        out[name] = get(column)
+    for name in ("method", "host", "uri", "user_agent"):
+        out[name] = get(name)
     return out
 
 

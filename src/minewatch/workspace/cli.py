@@ -36,12 +36,10 @@ def _intel(files: list[str]):
 
 
 def _check_zone(name: str) -> None:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+    from minewatch.sources._records import is_time_zone
 
-    try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise UsageError(f"--tz {name!r} is not a time zone (an IANA name such as Asia/Shanghai, or UTC)") from None
+    if not is_time_zone(name):
+        raise UsageError(f"--tz {name!r} is not a time zone (an IANA name such as Asia/Shanghai, or UTC)")
 
 
 def _describe_file(result) -> str:

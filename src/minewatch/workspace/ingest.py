@@ -76,9 +76,9 @@ def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
                 continue
             for root, dirs, files in os.walk(p):
                 inner = sorted(d for d in dirs if not d.startswith("."))
-                out.extend((os.path.join(root, d), True) for d in inner
-                           if (Path(root) / d / WORKSPACE_MARK).exists())
-                dirs[:] = [d for d in inner if not (Path(root) / d / WORKSPACE_MARK).exists()]
+                workspaces = {d for d in inner if (Path(root) / d / WORKSPACE_MARK).exists()}
+                out.extend((os.path.join(root, d), True) for d in inner if d in workspaces)
+                dirs[:] = [d for d in inner if d not in workspaces]
                 out.extend((os.path.join(root, f), True) for f in sorted(files) if not f.startswith("."))
         else:
             out.append((p, False))

@@ -111,3 +111,10 @@ def test_a_header_naming_a_meter_twice_or_a_long_table_without_values_is_one_lin
     novalue.write_text("meter_id,timestamp\nM1,2024-01-01 00:00\n")
     with pytest.raises(InputError, match="needs a value column"):
         read_meter_file(novalue)
+
+
+def test_a_network_log_given_as_meter_readings_is_refused_in_one_line(tmp_path):
+    zeek = tmp_path / "readings.csv"  # the name says table, the content is a Zeek log of epoch times
+    zeek.write_bytes((Path(__file__).parent / "data" / "sources" / "zeek_dns.log").read_bytes())
+    with pytest.raises(InputError, match="a zeek file, not meter readings"):
+        read_meter_file(zeek)

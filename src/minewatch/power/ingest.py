@@ -65,6 +65,19 @@ def _check_tz(tz: str) -> None:
         raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)")
 
 
+def _refuse_network_logs(path: Path) -> None:
+    """A capture, flow export or sensor log is not meter readings, whatever its name (a
+    Zeek log read as a table gives meters named after its first record's values)."""
+    from minewatch.sources.detect_format import detect_format
+
+    try:
+        kind = detect_format(path)
+    except InputError:  # no known kind: the table reader says what is wrong with it
+        return
+    if kind not in ("csv", "parquet"):
+        raise InputError(path, f"a {kind} file, not meter readings (read it with `minewatch ingest`)")
+
+
 def _is_parquet(path: Path) -> bool:
     return path.suffix.lower() in (".parquet", ".pq")
 
@@ -166,6 +179,7 @@ def read_meter_file(path: str | Path, tz: str = "UTC", unit: str | None = None) 
     if not path.is_file():
         raise InputError(path, "no such file")
     _check_tz(tz)
+    _refuse_network_logs(path)
     con = duckdb.connect()
     con.execute("SET enable_progress_bar = false")
     con.execute(f"SET TimeZone = '{tz}'")

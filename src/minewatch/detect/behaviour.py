@@ -10,8 +10,8 @@ in both directions for as long as the miner runs, reconnecting to the same endpo
 when it drops. Each rule below is one of those facts; all must hold for a session:
 
   persistent  the session (flows of one client, server and server port, TCP, joined
-              across idle-timeout splits and reconnects while gaps stay <= max_gap_s)
-              lasts >= min_span_s;
+              across idle-timeout splits and reconnects while gaps stay <= max_gap_s,
+              within one UTC day) lasts >= min_span_s;
   two-way     >= min_msgs messages each way (shares up, jobs down);
   paced       mean interval between client messages within [min_interval_s,
               max_interval_s], and between server messages within [min_interval_s,
@@ -60,6 +60,11 @@ hash join (bench/behaviour_speed.py). A further filter on the group's span and m
 counts before the windows was measured and dropped: it kept as many rows, and sharing
 the joined flows between it and the windows made DuckDB materialise them.
 
+Sessions end at UTC midnight (by the day each flow record starts): a miner running for a
+week is one evidence row a day. A day's evidence then depends on that day's flows only, so
+`minewatch detect --since DAY` can redo the days from DAY on, reading only their
+partitions, and get what a run over everything would give for them.
+
 Crypto P2P (Bitcoin peers on 8333) has this shape too. The detector does not read the
 evidence table to drop flows that a payload detector already called crypto_p2p: its
 result must depend on flows and its own version only (the same on every engine and on
@@ -75,7 +80,7 @@ from __future__ import annotations
 from minewatch.detect import sql_detector
 
 DETECTOR_ID = "beh.periodic_low_rate"
-VERSION = 4  # v4: no server in the dynamic port range; v3: backup pools; v2: message rules, held connections
+VERSION = 5  # v5: sessions end at UTC midnight; v4: no server in the dynamic port range; v3: backup pools; v2: message rules, held connections
 
 # Thresholds, each from the physics above; measured in bench/behaviour_eval.py (.md).
 DEFAULTS: dict[str, float] = {
@@ -172,7 +177,7 @@ WITH held_keys AS (  -- (client, server, port) with a held connection: a small s
 candidates AS (  -- every flow of those (client, server, port), oriented client -> server
     SELECT
         k.source_file, k.flow_ref, k.ts_start, k.ts_end, k.client_ip, k.client_port, k.server_ip,
-        k.server_port, k.held,
+        k.server_port, k.held, CAST(k.ts_start AS DATE) AS session_day,
         {client_msgs} AS client_msgs,
         {server_msgs} AS server_msgs,
         -- flow-only sources lack payload bytes: IP + TCP headers take >= 40 bytes a packet
@@ -188,7 +193,7 @@ candidates AS (  -- every flow of those (client, server, port), oriented client 
 ),
 gaps AS (
     SELECT *,
-        CASE WHEN ts_start <= max(ts_end) OVER (PARTITION BY client_ip, server_ip, server_port
+        CASE WHEN ts_start <= max(ts_end) OVER (PARTITION BY client_ip, server_ip, server_port, session_day
                                                 ORDER BY ts_start, flow_ref
                                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING)
                               + INTERVAL '{int(p['max_gap_s'])}' SECOND
@@ -197,13 +202,13 @@ gaps AS (
 ),
 numbered AS (
     SELECT *,
-        sum(new_session) OVER (PARTITION BY client_ip, server_ip, server_port ORDER BY ts_start, flow_ref
+        sum(new_session) OVER (PARTITION BY client_ip, server_ip, server_port, session_day ORDER BY ts_start, flow_ref
                                ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS session_no
     FROM gaps
 ),
 sessions AS (
     SELECT
-        client_ip, server_ip, server_port, session_no,
+        client_ip, server_ip, server_port, session_day, session_no,
         -- the session's first flow (the one that opened it) names the source
         max(CASE WHEN new_session = 1 THEN source_file END) AS source_file,
         max(CASE WHEN new_session = 1 THEN flow_ref END) AS first_flow_ref,
@@ -224,7 +229,7 @@ sessions AS (
         {_pooled_cv("client", "it")} AS client_msg_iat_cv,
         {_pooled_cv("server", "it")} AS server_msg_iat_cv
     FROM numbered
-    GROUP BY client_ip, server_ip, server_port, session_no
+    GROUP BY client_ip, server_ip, server_port, session_day, session_no
 ),
 shaped AS (
     SELECT *,
@@ -258,20 +263,20 @@ hits AS (  -- shares up and jobs down: the whole shape
 ),
 backups AS (  -- a backup pool: logged in, then only listening to jobs, while the same
               -- client mines on another endpoint at the same time
-    SELECT b.client_ip, b.server_ip, b.server_port, b.session_no,
+    SELECT b.client_ip, b.server_ip, b.server_port, b.session_day, b.session_no,
            min(h.server_ip || ':' || CAST(h.server_port AS VARCHAR)) AS beside
     FROM paced_feed b JOIN hits h
       ON b.client_ip = h.client_ip AND b.ts_start < h.ts_end AND h.ts_start < b.ts_end
      AND NOT (b.server_ip = h.server_ip AND b.server_port = h.server_port)
     WHERE b.client_msgs < {p['min_msgs']}
-    GROUP BY b.client_ip, b.server_ip, b.server_port, b.session_no
+    GROUP BY b.client_ip, b.server_ip, b.server_port, b.session_day, b.session_no
 ),
 found AS (
     SELECT *, CAST(NULL AS VARCHAR) AS beside FROM hits
     UNION ALL
     SELECT f.*, b.beside FROM paced_feed f JOIN backups b
       ON f.client_ip = b.client_ip AND f.server_ip = b.server_ip AND f.server_port = b.server_port
-     AND f.session_no = b.session_no
+     AND f.session_day = b.session_day AND f.session_no = b.session_no
 )
 SELECT
     source_file,

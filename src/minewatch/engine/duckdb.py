@@ -6,6 +6,12 @@ wrapped so that the engine adds detector, version, source_sha256 (from the catal
 and casts to the evidence schema; the result goes straight from DuckDB to Parquet in
 <ws>/tables/evidence/detector_id=<id>/day=.../ (rewritten whole on each run). A detector
 that fails is reported and the others still run.
+
+With `since` (a UTC day), only the day partitions from that day on are read, and only the
+detector's evidence of those days is replaced; older days keep theirs. Every detector's
+evidence for a day depends on that day's records only (the behaviour detector's sessions
+end at midnight), so this gives what a run over everything would give for those days.
+Records without a time (the `unknown` day) are read only by runs without `since`.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import shutil
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -72,8 +79,9 @@ class DetectReport:
 
 
 def connect(ws: Workspace, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: int | None = None,
-            tables: tuple[str, ...] = RECORD_TABLES) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with a view per canonical table over the workspace's Parquet."""
+            tables: tuple[str, ...] = RECORD_TABLES, since: str | None = None) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with a view per canonical table over the workspace's Parquet
+    (only the day partitions from `since` on, when given)."""
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
     con.execute(f"SET memory_limit = '{memory_limit}'")
@@ -83,7 +91,7 @@ def connect(ws: Workspace, memory_limit: str = DEFAULT_MEMORY_LIMIT, threads: in
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     for table in tables:
-        create_table_view(con, ws, table)
+        create_table_view(con, ws, table, since)
     create_evidence_view(con, ws)
     return con
 
@@ -92,17 +100,25 @@ def _quote(text: str) -> str:
     return text.replace("'", "''")
 
 
-def create_table_view(con, ws: Workspace, table: str) -> None:
+def since_filter(since: str | None) -> str:
+    """SQL condition on the hive `day` partition: the days from `since` on (no unknown day)."""
+    if since is None:
+        return "TRUE"
+    return f"(day >= '{_quote(since)}' AND day <> '{NO_DAY}')"
+
+
+def create_table_view(con, ws: Workspace, table: str, since: str | None = None) -> None:
     """The table as a view over its Parquet partitions. An empty relation of the current
     schema is united by name, so that columns added to a schema after some files were
-    written (e.g. the flows' message columns) read as NULL there instead of failing."""
+    written (e.g. the flows' message columns) read as NULL there instead of failing.
+    With `since`, the partitions of earlier days are not read."""
     empty = empty_table(table)
     empty = empty.append_column("source", pa.array([], pa.string())).append_column("day", pa.array([], pa.string()))
     con.register(f"_empty_{table}", empty)
     if ws.has_files(table):
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{_quote(ws.table_glob(table))}', "
                     "hive_partitioning = true, hive_types_autocast = false, union_by_name = true) "
-                    f"UNION ALL BY NAME SELECT * FROM _empty_{table}")
+                    f"WHERE {since_filter(since)} UNION ALL BY NAME SELECT * FROM _empty_{table}")
     else:  # no data yet
         con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _empty_{table}")
 
@@ -125,6 +141,7 @@ class DuckDBEngine:
         self.ws, self.memory_limit, self.threads = ws, memory_limit, threads
         self.intel = intel if intel is not None else IntelSet.load()
         self.params = params or {}
+        self.since: str | None = None
 
     def detectors(self, ids: list[str] | None = None) -> list[SqlDetector]:
         load_all()
@@ -135,15 +152,18 @@ class DuckDBEngine:
             raise UsageError(f"unknown SQL detector(s): {', '.join(unknown)}; known: {', '.join(sorted(SQL_REGISTRY))}")
         return [SQL_REGISTRY[i] for i in ids]
 
-    def run(self, ids: list[str] | None = None) -> DetectReport:
+    def run(self, ids: list[str] | None = None, since: str | None = None) -> DetectReport:
+        """Run the detectors (all, or `ids`) over every day, or over the days from `since`
+        (YYYY-MM-DD, UTC) on."""
         from minewatch.engine.reference import build
 
         detectors = self.detectors(ids)
         report = DetectReport()
+        self.since = check_day(since)
         with Catalogue(self.ws.catalogue_path) as cat:
             report.problems.extend(self._clean_interrupted(cat))
             report.run_id = cat.next_run_id()
-            con = connect(self.ws, self.memory_limit, self.threads)
+            con = connect(self.ws, self.memory_limit, self.threads, since=self.since)
             try:
                 reference = build(self.intel)
                 report.problems.extend(reference.problems)
@@ -155,6 +175,8 @@ class DuckDBEngine:
                 for det in detectors:
                     result = self._run_one(con, det)
                     report.results.append(result)
+                    if self.since and not result.error:
+                        report.problems.extend(older_versions(con, self.ws, det, self.since))
                     cat.record_run(report.run_id, det.id, det.version, ENGINE_NAME,
                                    "failed" if result.error else "done", result.rows, result.seconds, result.error)
             finally:
@@ -177,18 +199,80 @@ class DuckDBEngine:
         try:
             if out_dir.exists():
                 shutil.rmtree(out_dir)
-            sql = EVIDENCE_SELECT.format(id=det.id.replace("'", "''"), version=int(det.version),
-                                         no_day=NO_DAY, sql=det.sql(self.params))
+            sql = evidence_sql(det, self.params, self.since)
             rows = con.execute(f"COPY ({sql}) TO '{_quote(str(out_dir))}' "
                                "(FORMAT parquet, COMPRESSION zstd, PARTITION_BY (day))").fetchall()
             result.rows = int(rows[0][0]) if rows else 0
-            self.ws.replace_detector_evidence(det.id, out_dir)
+            if self.since:
+                replace_days(self.ws.detector_dir(det.id), out_dir, self.since, self.ws.tmp_dir)
+            else:
+                self.ws.replace_detector_evidence(det.id, out_dir)
         except (duckdb.Error, OSError, ValueError, KeyError) as exc:
             result.error = str(exc).splitlines()[0][:500]
             if out_dir.exists():
                 shutil.rmtree(out_dir, ignore_errors=True)
         result.seconds = time.perf_counter() - started
         return result
+
+
+def check_day(since: str | None) -> str | None:
+    """`since` as YYYY-MM-DD, or a UsageError naming what is wrong with it."""
+    if since is None:
+        return None
+    from datetime import date
+
+    try:
+        return date.fromisoformat(since.strip()).isoformat()
+    except ValueError:
+        raise UsageError(f"--since {since!r} is not a day (YYYY-MM-DD, UTC)") from None
+
+
+def evidence_sql(det: SqlDetector, params: dict, since: str | None) -> str:
+    """The detector's SELECT wrapped into evidence rows (of the days from `since` on)."""
+    sql = EVIDENCE_SELECT.format(id=det.id.replace("'", "''"), version=int(det.version),
+                                 no_day=NO_DAY, sql=det.sql(params))
+    return sql if since is None else f"SELECT * FROM ({sql}) AS ev WHERE {since_filter(since)}"
+
+
+def _day_of(folder: Path) -> str | None:
+    return folder.name[4:] if folder.name.startswith("day=") else None
+
+
+def replace_days(target: Path, new_dir: Path, since: str, tmp_dir: Path) -> None:
+    """Replace the day partitions of `target` from `since` on (not the unknown day) by those
+    of `new_dir`; earlier days stay. Old partitions are moved aside before the new ones go
+    in, and removed after."""
+    old = tmp_dir / f"old-days-{target.name}"
+    if old.exists():
+        shutil.rmtree(old)
+    old.mkdir(parents=True)
+    target.mkdir(parents=True, exist_ok=True)
+    for folder in sorted(target.iterdir()):
+        day = _day_of(folder)
+        if day is not None and day >= since and day != NO_DAY:
+            folder.rename(old / folder.name)
+    if new_dir.exists():
+        for folder in sorted(new_dir.iterdir()):
+            if _day_of(folder) is not None:
+                folder.rename(target / folder.name)
+        shutil.rmtree(new_dir)
+    shutil.rmtree(old)
+
+
+def older_versions(con, ws: Workspace, det: SqlDetector, since: str) -> list[str]:
+    """A warning when the detector's evidence before `since` came from another version."""
+    folder = ws.detector_dir(det.id)
+    if not any(folder.glob("day=*/*.parquet")):
+        return []
+    versions = [v for (v,) in con.execute(
+        "SELECT DISTINCT detector_version FROM read_parquet(?, hive_partitioning = true, hive_types_autocast = false, "
+        "union_by_name = true) "
+        "WHERE day < ? OR day = ? ORDER BY 1", [str(folder / "day=*" / "*.parquet"), since, NO_DAY]).fetchall()
+        if v != det.version]
+    if not versions:
+        return []
+    return [f"{det.id}: evidence before {since} is from version {', '.join(map(str, versions))}, "
+            f"this is version {det.version}: run detect without --since to redo it"]
 
 
 __all__ = ["DuckDBEngine", "DetectReport", "DetectorResult", "connect", "create_evidence_view"]

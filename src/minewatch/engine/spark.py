@@ -28,7 +28,8 @@ import pyarrow as pa
 
 from minewatch.detect import SqlDetector
 from minewatch.engine.dialect import DialectError, to_dialect
-from minewatch.engine.duckdb import EVIDENCE_SELECT, DetectorResult, DetectReport, DuckDBEngine
+from minewatch.engine.duckdb import (DetectorResult, DetectReport, DuckDBEngine, check_day, evidence_sql,
+                                     since_filter)
 from minewatch.errors import MinewatchError, UsageError
 from minewatch.intel import IntelSet
 from minewatch.workspace.catalogue import Catalogue
@@ -192,6 +193,35 @@ class HadoopFiles:
         if fs.exists(path):
             fs.delete(path, True)
 
+    def folders(self, url: str) -> list[str]:
+        """Names of the folders directly under url (none when it does not exist)."""
+        fs, path = self._fs(url)
+        if not fs.exists(path):
+            return []
+        return sorted(str(st.getPath().getName()) for st in fs.listStatus(path) if st.isDirectory())
+
+    def rename(self, url: str, new_url: str) -> None:
+        fs, path = self._fs(url)
+        _, new = self._fs(new_url)
+        fs.mkdirs(new.getParent())
+        if not fs.rename(path, new):
+            raise OSError(f"could not move {url} to {new_url}")
+
+    def replace_days(self, new_url: str, target_url: str, since: str) -> None:
+        """Replace target_url's day=... folders from `since` on (not the unknown day) by
+        new_url's; earlier days stay (as engine.duckdb.replace_days, on Hadoop paths)."""
+        old_url = f"{new_url}-old"
+        self.delete(old_url)
+        for name in self.folders(target_url):
+            day = name[4:] if name.startswith("day=") else None
+            if day is not None and day >= since and day != NO_DAY:
+                self.rename(f"{target_url}/{name}", f"{old_url}/{name}")
+        for name in self.folders(new_url):
+            if name.startswith("day="):
+                self.rename(f"{new_url}/{name}", f"{target_url}/{name}")
+        self.delete(new_url)
+        self.delete(old_url)
+
     def replace(self, new_url: str, target_url: str) -> None:
         """Put the folder new_url in place of target_url (removed first if present)."""
         self.delete(target_url)
@@ -218,6 +248,7 @@ class SparkEngine:
         self.tmp_url = as_url(ws.tmp_dir) if tables_url is None else f"{self.tables_url}/_minewatch_tmp"
         self._spark = spark
         self._owns_session = False
+        self.since: str | None = None
 
     def detectors(self, ids: list[str] | None = None) -> list[SqlDetector]:
         return DuckDBEngine.detectors(self, ids)  # same registry look-up, same errors
@@ -230,11 +261,13 @@ class SparkEngine:
             self._spark = start_session(self.master, self.conf)
         return self._spark
 
-    def run(self, ids: list[str] | None = None) -> DetectReport:
+    def run(self, ids: list[str] | None = None, since: str | None = None) -> DetectReport:
+        """As DuckDBEngine.run: every day, or the days from `since` (YYYY-MM-DD, UTC) on."""
         from minewatch.engine.reference import build
 
         detectors = self.detectors(ids)
         report = DetectReport()
+        self.since = check_day(since)
         spark = self.session()
         files = HadoopFiles(spark)
         with Catalogue(self.ws.catalogue_path) as cat:
@@ -254,6 +287,8 @@ class SparkEngine:
             for det in detectors:
                 result = self._run_one(spark, files, det)
                 report.results.append(result)
+                if self.since and not result.error:
+                    report.problems.extend(self._older_versions(spark, files, det))
                 cat.record_run(report.run_id, det.id, det.version, ENGINE_NAME,
                                "failed" if result.error else "done", result.rows, result.seconds, result.error)
         return report
@@ -268,6 +303,8 @@ class SparkEngine:
         empty = _frame(spark, empty.append_column("day", pa.array([], pa.string())))
         try:
             df = spark.read.option("mergeSchema", "true").option("basePath", url).parquet(url)
+            if self.since:
+                df = df.where(since_filter(self.since))
             df = df.unionByName(empty, allowMissingColumns=True)
         except AnalysisException:  # no folder or no files yet
             df = empty
@@ -275,9 +312,20 @@ class SparkEngine:
 
     def sql_for(self, det: SqlDetector) -> str:
         """The detector's evidence SELECT in Spark SQL."""
-        sql = EVIDENCE_SELECT.format(id=det.id.replace("'", "''"), version=int(det.version),
-                                     no_day=NO_DAY, sql=det.sql(self.params))
-        return to_dialect(sql, "spark")
+        return to_dialect(evidence_sql(det, self.params, self.since), "spark")
+
+    def _older_versions(self, spark, files: HadoopFiles, det: SqlDetector) -> list[str]:
+        """As engine.duckdb.older_versions, read through Spark."""
+        url = f"{self.tables_url}/evidence/detector_id={partition_value(det.id)}"
+        if not any(name.startswith("day=") for name in files.folders(url)):
+            return []
+        rows = (spark.read.option("mergeSchema", "true").parquet(url)
+                .where(f"day < '{self.since}' OR day = '{NO_DAY}'").select("detector_version").distinct().collect())
+        versions = sorted(int(r[0]) for r in rows if r[0] is not None and int(r[0]) != det.version)
+        if not versions:
+            return []
+        return [f"{det.id}: evidence before {self.since} is from version {', '.join(map(str, versions))}, "
+                f"this is version {det.version}: run detect without --since to redo it"]
 
     def _run_one(self, spark, files: HadoopFiles, det: SqlDetector) -> DetectorResult:
         from py4j.protocol import Py4JError
@@ -292,7 +340,10 @@ class SparkEngine:
             frame = spark.sql(self.sql_for(det))
             frame.write.mode("overwrite").partitionBy("day").parquet(out_url)
             result.rows = _count_written(spark, files, out_url)
-            files.replace(out_url, target_url)
+            if self.since:
+                files.replace_days(out_url, target_url, self.since)
+            else:
+                files.replace(out_url, target_url)
         except (DialectError, PySparkException, Py4JError, OSError, ValueError, KeyError) as exc:
             result.error = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:500]
             try:

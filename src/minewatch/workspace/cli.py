@@ -116,6 +116,8 @@ def detect(
     spark_tables: Optional[str] = typer.Option(None, "--spark-tables", help="Where Spark reads the workspace tables (hdfs://..., s3a://...; default: the workspace folder)."),
     intel: List[str] = typer.Option([], "--intel", help="Extra indicator list: domains, IPs/CIDRs, ip:port (repeatable)."),
     detector: List[str] = typer.Option([], "--detector", help="Run only this SQL detector (repeatable)."),
+    since: Optional[str] = typer.Option(None, "--since", help="Redo only the days from this one on (YYYY-MM-DD, UTC): "
+                                        "only their partitions are read; older evidence is kept."),
     memory_limit: str = typer.Option("1536MB", "--memory-limit", help="DuckDB memory limit."),
     threads: Optional[int] = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
@@ -127,6 +129,9 @@ def detect(
         raise UsageError(f"--engine must be duckdb or spark, not {engine!r}")
     if engine == "duckdb" and (spark_master or spark_tables):
         raise UsageError("--spark-master and --spark-tables need --engine spark")
+    from minewatch.engine.duckdb import check_day
+
+    check_day(since)  # before Spark starts
     if engine == "spark":
         from minewatch.engine.spark import SparkEngine, java_problem
 
@@ -135,19 +140,20 @@ def detect(
             raise UsageError(f"the Spark engine cannot start: {problem}; or use --engine duckdb")
         spark_engine = SparkEngine(Workspace(workspace), _intel(intel), master=spark_master, tables_url=spark_tables)
         try:
-            report = spark_engine.run(detector or None)
+            report = spark_engine.run(detector or None, since)
         finally:
             spark_engine.close()
     else:
         from minewatch.engine.duckdb import DuckDBEngine
 
-        report = DuckDBEngine(Workspace(workspace), _intel(intel), memory_limit, threads).run(detector or None)
+        report = DuckDBEngine(Workspace(workspace), _intel(intel), memory_limit, threads).run(detector or None, since)
     for problem in report.problems:
         err.print(f"[yellow]warning:[/] {escape(str(problem))}")
     for result in report.failed:
         err.print(f"[red]error:[/] detector {result.id} failed: {escape(str(result.error))}")
     if not quiet:
-        table = Table(title=f"Detector run {report.run_id} ({engine})")
+        days = f", days from {since.strip()}" if since else ""
+        table = Table(title=f"Detector run {report.run_id} ({engine}{days})")
         for col in ("detector", "version", "evidence", "seconds", "status"):
             table.add_column(col)
         for r in report.results:

@@ -190,3 +190,45 @@ def test_since_on_spark_replaces_the_same_days(inputs, tmp_path):
     assert day_folders(spark_ws, DETECTORS[1])["day=2026-11-01"] == before["day=2026-11-01"]
     leftovers = [p.name for p in (spark_ws / "tables").rglob("*") if p.name.startswith(("_", "."))]
     assert leftovers == []
+
+
+def test_changed_redoes_the_days_new_input_touches(inputs, tmp_path):
+    ws = tmp_path / "ws"
+    ingest(ws, *inputs[:2])
+    pools = tmp_path / "pools.txt"
+    pools.write_text(f"{POOL}:3333\n")
+    only = [arg for d in DETECTORS for arg in ("--detector", d)]
+    first = run("detect", "--workspace", ws, "--intel", pools, "--changed", *only)
+    assert first.exit_code == 0 and "has not run here yet: every day" in first.output, first.output
+    before = day_folders(ws, DETECTORS[1])
+
+    again = run("detect", "--workspace", ws, "--intel", pools, "--changed", *only)
+    assert again.exit_code == 0 and "nothing ingested since the last run" in again.output
+    assert "Detector run" not in again.output and day_folders(ws, DETECTORS[1]) == before
+
+    ingest(ws, inputs[2])
+    late = tmp_path / "late"
+    late.mkdir()
+    # a late file for day 2 as well: the days from day 2 on are redone, day 1 is kept
+    ingest(ws, day_file(late, 2, [paced(900, DAY1 + timedelta(days=1, hours=15), 0.5, client="10.0.0.77")]))
+    third = run("detect", "--workspace", ws, "--intel", pools, "--changed", *only)
+    assert third.exit_code == 0 and "2 inputs ingested since the last run touch days from 2026-11-02" in third.output
+    after = day_folders(ws, DETECTORS[1])
+    assert after["day=2026-11-01"] == before["day=2026-11-01"]
+    assert "10.0.0.77" in {e[2] for e in evidence(ws, DETECTORS[1])}
+    assert len(evidence(ws, DETECTORS[1])) == 9  # every flow to the listed pool: 8, and the late one
+
+    both = run("detect", "--workspace", ws, "--changed", "--since", "2026-11-02")
+    assert both.exit_code != 0 and "exclude each other" in str(both.exception)
+
+
+def test_changed_after_a_new_detector_version_redoes_everything(inputs, tmp_path):
+    from minewatch.workspace.catalogue import Catalogue
+
+    ws = tmp_path / "ws"
+    ingest(ws, *inputs)
+    DuckDBEngine(Workspace(ws), intel(tmp_path)).run([DETECTORS[0]])
+    with Catalogue(ws / "catalog.duckdb") as cat:
+        cat.con.execute("UPDATE runs SET version = version - 1")
+    result = run("detect", "--workspace", ws, "--changed", "--detector", DETECTORS[0])
+    assert result.exit_code == 0 and "ran as version 4, now 5: every day" in result.output

@@ -144,13 +144,7 @@ class DuckDBEngine:
         self.since: str | None = None
 
     def detectors(self, ids: list[str] | None = None) -> list[SqlDetector]:
-        load_all()
-        if not ids:
-            return sorted(SQL_REGISTRY.values(), key=lambda d: d.id)
-        unknown = [i for i in ids if i not in SQL_REGISTRY]
-        if unknown:
-            raise UsageError(f"unknown SQL detector(s): {', '.join(unknown)}; known: {', '.join(sorted(SQL_REGISTRY))}")
-        return [SQL_REGISTRY[i] for i in ids]
+        return select_detectors(ids)
 
     def run(self, ids: list[str] | None = None, since: str | None = None) -> DetectReport:
         """Run the detectors (all, or `ids`) over every day, or over the days from `since`
@@ -213,6 +207,17 @@ class DuckDBEngine:
                 shutil.rmtree(out_dir, ignore_errors=True)
         result.seconds = time.perf_counter() - started
         return result
+
+
+def select_detectors(ids: list[str] | None = None) -> list[SqlDetector]:
+    """The registered SQL detectors named (all when none), or a UsageError naming the unknown."""
+    load_all()
+    if not ids:
+        return sorted(SQL_REGISTRY.values(), key=lambda d: d.id)
+    unknown = [i for i in ids if i not in SQL_REGISTRY]
+    if unknown:
+        raise UsageError(f"unknown SQL detector(s): {', '.join(unknown)}; known: {', '.join(sorted(SQL_REGISTRY))}")
+    return [SQL_REGISTRY[i] for i in ids]
 
 
 def check_day(since: str | None) -> str | None:

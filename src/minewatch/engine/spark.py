@@ -28,7 +28,7 @@ import pyarrow as pa
 
 from minewatch.detect import SqlDetector
 from minewatch.engine.dialect import DialectError, to_dialect
-from minewatch.engine.duckdb import (DetectorResult, DetectReport, DuckDBEngine, check_day, evidence_sql,
+from minewatch.engine.duckdb import (DetectorResult, DetectReport, check_day, evidence_sql, select_detectors,
                                      since_filter)
 from minewatch.errors import MinewatchError, UsageError
 from minewatch.intel import IntelSet
@@ -251,7 +251,7 @@ class SparkEngine:
         self.since: str | None = None
 
     def detectors(self, ids: list[str] | None = None) -> list[SqlDetector]:
-        return DuckDBEngine.detectors(self, ids)  # same registry look-up, same errors
+        return select_detectors(ids)  # same registry look-up, same errors
 
     def session(self):
         if self._spark is None:

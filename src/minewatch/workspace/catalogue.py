@@ -145,6 +145,19 @@ class Catalogue:
         self.con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                          [run_id, detector, version, engine, status, rows, seconds, error, _now()])
 
+    def last_runs(self) -> dict[str, tuple[int, datetime]]:
+        """detector -> (version, finished_at) of its latest successful run."""
+        rows = self.con.execute("SELECT detector, arg_max(version, finished_at), max(finished_at) FROM runs "
+                                "WHERE status = 'done' GROUP BY detector").fetchall()
+        return {d: (v, t) for d, v, t in rows}
+
+    def files_done_after(self, when: datetime) -> list[FileRow]:
+        """Inputs whose ingest finished after `when`."""
+        rows = self.con.execute(
+            "SELECT sha256, path, source_file, size, format, status, accepted, rejected, tables, notes, error "
+            "FROM files WHERE status = 'done' AND finished_at > ? ORDER BY finished_at, sha256", [when]).fetchall()
+        return [_file_row(r) for r in rows]
+
     def runs(self, run_id: int | None = None) -> list[dict]:
         query = "SELECT run_id, detector, version, engine, status, rows, seconds, error FROM runs"
         params = []

@@ -118,6 +118,8 @@ def detect(
     detector: List[str] = typer.Option([], "--detector", help="Run only this SQL detector (repeatable)."),
     since: Optional[str] = typer.Option(None, "--since", help="Redo only the days from this one on (YYYY-MM-DD, UTC): "
                                         "only their partitions are read; older evidence is kept."),
+    changed: bool = typer.Option(False, "--changed", help="Redo only the days touched by inputs ingested since "
+                                 "the detectors' last run (nothing when nothing is new)."),
     memory_limit: str = typer.Option("1536MB", "--memory-limit", help="DuckDB memory limit."),
     threads: Optional[int] = typer.Option(None, "--threads", help="DuckDB threads (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print errors only."),
@@ -132,6 +134,15 @@ def detect(
     from minewatch.engine.duckdb import check_day
 
     check_day(since)  # before Spark starts
+    if changed:
+        if since:
+            raise UsageError("--changed and --since exclude each other")
+        plan = _changed_plan(Workspace(workspace), detector)
+        if not quiet:
+            err.print(f"--changed: {plan.why}")
+        if not plan.run:
+            return
+        since = plan.since
     if engine == "spark":
         from minewatch.engine.spark import SparkEngine, java_problem
 
@@ -161,6 +172,18 @@ def detect(
         _console().print(table)
     if report.failed:
         raise typer.Exit(1)
+
+
+def _changed_plan(ws, ids: list[str]):
+    from minewatch.engine.changes import changed_days
+    from minewatch.engine.duckdb import select_detectors
+    from minewatch.workspace.catalogue import Catalogue
+
+    if not ws.exists:
+        raise UsageError(f"{ws.root} is not a workspace (no catalog.duckdb): run `minewatch ingest` first")
+    detectors = select_detectors(ids or None)
+    with Catalogue(ws.catalogue_path) as cat:
+        return changed_days(ws, cat, detectors)
 
 
 def _json_default(value):

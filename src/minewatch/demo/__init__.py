@@ -68,7 +68,8 @@ def run_workspace_demo(out_dir: Path, console: Console) -> int:
     ])
     last = _last_day(Path(ws))
     if last:  # the operator's cycle: new files in, then only the days they touch detected again
-        status = max(status, _run_steps(console, [["detect", "--workspace", ws, "--intel", intel, "--since", last]]))
+        status = max(status, _run_steps(console, [["detect", "--workspace", ws, "--intel", intel, "--since", last],
+                                                  ["detect", "--workspace", ws, "--intel", intel, "--changed"]]))
     status = max(status, _run_steps(console, [
         ["findings", "--workspace", ws],
         ["evidence", "--workspace", ws, "--output", str(out_dir / "workspace-evidence.jsonl")],

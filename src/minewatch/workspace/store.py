@@ -19,6 +19,8 @@ import os
 import queue
 import shutil
 import threading
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable, Iterable
@@ -125,6 +127,11 @@ PART_ROWS = 500_000
 PART_BYTES = 64 << 20
 BUFFERED_BYTES = 128 << 20
 QUEUE_BATCHES = 4  # batches handed over and not yet taken by the writing thread
+PENDING_BYTES = 256 << 20  # encoded parts held while the input's hash is computed
+# Parts are encoded by this many threads at once (Parquet encoding releases the GIL):
+# one thread alone held the readers back. Parts are still committed (renamed, reported)
+# one at a time, in order.
+ENCODERS = 2
 
 
 class WorkspaceWriteError(MinewatchError):
@@ -152,10 +159,36 @@ def day_name(number: int) -> str:
         return pc.strftime(stamp, format="%Y-%m-%d").as_py()
 
 
+UNIQUE_COLUMNS = ("flow_ref",)  # one value a row: a dictionary is built, then dropped
+
+
 def _dictionary_columns(schema: pa.Schema) -> list[str]:
     """Columns worth a dictionary: not the floating ones (means, deviations), whose
     values rarely repeat; trying costs ~30% of the write of a packet-derived flow table."""
-    return [f.name for f in schema if not pa.types.is_floating(f.type)]
+    return [f.name for f in schema if not pa.types.is_floating(f.type) and f.name not in UNIQUE_COLUMNS]
+
+
+# Min/max statistics of free text (addresses, names) prune next to nothing and cost
+# some 10-15% of a flow part's encoding (a noisy micro-benchmark); numbers and times
+# keep theirs.
+STATISTICS_TYPES = (pa.types.is_integer, pa.types.is_timestamp, pa.types.is_floating, pa.types.is_boolean)
+
+
+def _write_options(schema: pa.Schema) -> dict:
+    return {
+        "compression": "zstd",
+        "use_dictionary": _dictionary_columns(schema),
+        "write_statistics": [f.name for f in schema if any(is_type(f.type) for is_type in STATISTICS_TYPES)],
+        # the Arrow schema is not stored: a one-value source_file column is written as
+        # a dictionary (see `_one_value`) and must still read back as plain text
+        "store_schema": False,
+    }
+
+
+def _one_value(value: str, rows: int) -> pa.DictionaryArray:
+    """`rows` times `value`, as a dictionary of one: no text copied per row, and the
+    Parquet writer takes it as it is instead of hashing every row's copy."""
+    return pa.DictionaryArray.from_arrays(pa.array(np.zeros(rows, np.int32)), pa.array([value], pa.string()))
 
 
 class _Stopped(Exception):
@@ -167,44 +200,67 @@ class InputWriter:
 
     `write` hands a batch to a writing thread (through a short queue, so the reader
     waits when the writer lags and memory stays flat) and returns; the thread casts,
-    splits by day, gathers rows per partition and writes part files of up to PART_ROWS
-    rows. Part names need the input's hash: when it is not known yet (it is computed
-    while the file is read), the thread gathers rows and waits for `identify` before its
-    first file. `close` waits for the last file and raises what the thread met;
+    splits by day, gathers rows per partition and hands parts of up to PART_ROWS rows
+    to ENCODERS encoding threads; it commits the encoded parts in order (renamed from
+    their hidden temporary names, `on_part`). Part names need the input's hash: until
+    `identify` gives it (it is computed while the file is read), encoded parts are held
+    in memory (up to PENDING_BYTES) and written after it; when the rows' source_file
+    value is not known either, the thread gathers rows and waits for `identify` before
+    its first part. `close` waits for the last file and raises what the threads met;
     `abort` drops everything not yet written."""
 
     def __init__(self, ws: Workspace, sha256: str | None, source: str,
                  on_part: Callable[[Path], None] | None = None, source_file: str | None = None):
         self.ws, self.source = ws, partition_value(source)
         self.sha256 = self.prefix = None
-        self.source_file = None  # when set, the value of every row's source_file column
+        self.source_file = source_file  # when set, the value of every row's source_file column
         self.parts = 0
         self.rows: dict[str, int] = {}
         self.on_part = on_part  # called after each part file (progress, tests), in the writing thread
         self._queue: queue.Queue = queue.Queue(QUEUE_BATCHES)
         self._identified = threading.Event()
+        self._awaiting = threading.Event()  # the thread waits for `identify`
         self._stopping = False
         self._error: BaseException | None = None
         self._buffers: dict[tuple[str, Path], list[pa.Table]] = {}
         self._buffered: dict[tuple[str, Path], tuple[int, int]] = {}  # rows, bytes
+        self._encoders = ThreadPoolExecutor(ENCODERS, thread_name_prefix="minewatch-encode")
+        self._encoding: deque[Future] = deque()  # parts being encoded, in part order
+        self._pending: list[tuple[Path, int, pa.Buffer]] = []  # encoded before the hash was known
+        self._named_rows = False  # parts were encoded with self.source_file
         if sha256 is not None:
             self.identify(sha256, source_file)
         self._thread = threading.Thread(target=self._run, name="minewatch-writer", daemon=True)
         self._thread.start()
 
     def identify(self, sha256: str, source_file: str | None = None) -> None:
+        """The input's hash and the rows' source_file value (None: the rows carry theirs).
+        A value given at creation must not change: parts may be encoded with it."""
+        if self._named_rows and source_file != self.source_file:
+            self._error = RuntimeError(f"source_file changed after parts were encoded: {source_file}")
+            self._stopping = True
         self.sha256, self.prefix, self.source_file = sha256, sha256[:SHA_PREFIX], source_file
         self._identified.set()
 
-    def must_identify(self) -> bool:
-        """True when `write` would wait for a thread that waits for `identify` (the
-        queue is full: only the caller fills it)."""
-        return self.sha256 is None and self._queue.full()
+    def waits_for_identity(self) -> bool:
+        """True when the writing thread cannot go on before `identify`."""
+        return self.sha256 is None and self._awaiting.is_set()
 
-    def write(self, table_name: str, batch: pa.RecordBatch | pa.Table) -> None:
+    def write(self, table_name: str, batch: pa.RecordBatch | pa.Table,
+              identify: Callable[[], None] | None = None) -> None:
+        """Hand a batch to the writing thread; waits while it is busy. When it waits for
+        `identify` meanwhile, `identify` is called (it must call `self.identify`)."""
         self._raise_error()
-        if batch.num_rows:
-            self._queue.put((table_name, batch))
+        if not batch.num_rows:
+            return
+        while True:
+            try:
+                self._queue.put((table_name, batch), timeout=0.05)
+                return
+            except queue.Full:
+                self._raise_error()
+                if identify is not None and self.waits_for_identity():
+                    identify()
 
     def close(self) -> None:
         """Write what is gathered, wait for the thread; raises its error if it met one."""
@@ -233,6 +289,9 @@ class InputWriter:
             if not self._stopping:
                 for key in sorted(self._buffers, key=str):
                     self._flush(key)
+                self._commit(until=0)
+                self._wait_identified()
+                self._store_pending()
         except _Stopped:
             pass
         except OSError as exc:
@@ -240,6 +299,14 @@ class InputWriter:
             self._error = WorkspaceWriteError(f"cannot write to the workspace: {where}: {exc.strerror or exc}")
         except BaseException as exc:  # re-raised in the caller's thread
             self._error = exc
+        finally:
+            self._stopping = self._stopping or self._error is not None
+            self._encoders.shutdown(wait=True, cancel_futures=True)
+            for future in self._encoding:  # encoded, never committed: hidden files to drop
+                if not future.cancelled() and future.exception() is None:
+                    _, _, content = future.result()
+                    if isinstance(content, Path):
+                        content.unlink(missing_ok=True)
         while item is not None:  # keep taking, so that a caller never blocks on a full queue
             item = self._queue.get()
 
@@ -270,26 +337,82 @@ class InputWriter:
         while sum(size for _, size in self._buffered.values()) > BUFFERED_BYTES:
             self._flush(max(self._buffered, key=lambda k: self._buffered[k][1]))
 
+    def _wait_identified(self) -> None:
+        if not self._identified.is_set():
+            self._awaiting.set()
+            self._identified.wait()
+        if self._stopping:
+            raise _Stopped
+
     def _flush(self, key: tuple[str, Path]) -> None:
-        table_name, folder = key
+        """Encode one partition's gathered rows as a part; store it once the hash is known."""
+        _, folder = key
         pieces = self._buffers.pop(key)
         self._buffered.pop(key)
-        self._identified.wait()
+        if self.source_file is None or self._identified.is_set():
+            self._wait_identified()  # the rows' source_file value comes with the hash
         if self._stopping:
             raise _Stopped
         table = pa.concat_tables(pieces)
         if self.source_file is not None and "source_file" in table.schema.names:
             index = table.schema.get_field_index("source_file")
-            table = table.set_column(index, table.schema.field(index),
-                                     pa.repeat(self.source_file, table.num_rows))
-        folder.mkdir(parents=True, exist_ok=True)
-        name = f"part-{self.prefix}-{self.parts:05d}.parquet"
-        tmp = folder / f".{name}.tmp"
-        self.parts += 1
-        pq.write_table(table, tmp, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
-        os.replace(tmp, folder / name)
+            self._named_rows = True
+            table = table.set_column(index, pa.field("source_file", pa.dictionary(pa.int32(), pa.string()), False),
+                                     _one_value(self.source_file, table.num_rows))
+        number, self.parts = self.parts, self.parts + 1
+        self._encoding.append(self._encoders.submit(self._encode, folder, number, table))
+        self._commit(until=ENCODERS)
+
+    def _encode(self, folder: Path, number: int, table: pa.Table) -> tuple[Path, int, Path | pa.Buffer]:
+        """In an encoding thread: the part as a hidden file when its name is known, else
+        in memory."""
+        if self._stopping:
+            raise _Stopped
+        if self._identified.is_set():
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{self._part_name(number)}.tmp"
+            pq.write_table(table, tmp, **_write_options(table.schema))
+            return folder, number, tmp
+        sink = pa.BufferOutputStream()
+        pq.write_table(table, sink, **_write_options(table.schema))
+        return folder, number, sink.getvalue()
+
+    def _commit(self, until: int) -> None:
+        """Commit encoded parts in order until at most `until` are in flight (each waits
+        for its encoding); a part encoded in memory waits for the hash."""
+        while len(self._encoding) > until or (self._encoding and self._encoding[0].done()):
+            folder, number, content = self._encoding.popleft().result()
+            if isinstance(content, Path):
+                self._store_pending()
+                self._rename(folder, number, content)
+            else:
+                self._pending.append((folder, number, content))
+        if self._pending and self._identified.is_set():
+            self._store_pending()
+        elif sum(data.size for _, _, data in self._pending) > PENDING_BYTES:
+            self._wait_identified()
+            self._store_pending()
+
+    def _store_pending(self) -> None:
+        """Write the parts encoded before the hash was known (the thread knows it now)."""
+        while self._pending:
+            folder, number, data = self._pending.pop(0)
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = folder / f".{self._part_name(number)}.tmp"
+            with open(tmp, "wb") as out:
+                out.write(data)
+            self._rename(folder, number, tmp)
+
+    def _part_name(self, number: int) -> str:
+        return f"part-{self.prefix}-{number:05d}.parquet"
+
+    def _rename(self, folder: Path, number: int, tmp: Path) -> None:
+        if self._stopping:
+            tmp.unlink(missing_ok=True)
+            raise _Stopped
+        os.replace(tmp, folder / self._part_name(number))
         if self.on_part:
-            self.on_part(folder / name)
+            self.on_part(folder / self._part_name(number))
 
 
 def write_rejects(ws: Workspace, sha256: str, rejects: Iterable, not_kept: int, source_file: str) -> int:

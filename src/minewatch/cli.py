@@ -85,6 +85,8 @@ def print_host_table(console: Console, hosts: list[dict]) -> None:
         what = _fmt_list(h["categories"])
         if h["dialects"]:
             what += f" ({_fmt_list(h['dialects'])})"
+        if h.get("shape_only"):
+            what += " [yellow](flow shape only: a lead)[/]"
         host = h["host"]
         if len(h.get("hosts") or []) > 1 or "/" in host:
             host += f" ({len(h['hosts'])} hosts)"

@@ -15,6 +15,10 @@ import pyarrow as pa
 
 DEFAULT_HOME_NETS = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7")
 
+# Detectors that judge by flow shape alone (no payload, no indicator): a host with no other
+# evidence is a lead to look at, `shape_only` in its finding, listed after the proven ones.
+SHAPE_DETECTOR_PREFIX = "beh."
+
 # Combined confidence: noisy-OR over the strongest hit of each detector for the host.
 HOST_FINDINGS_SQL = """
 WITH e AS (
@@ -58,12 +62,14 @@ SELECT
     list(DISTINCT e.worker ORDER BY e.worker) FILTER (WHERE e.worker IS NOT NULL) AS workers,
     count(DISTINCT e.source_file || '#' || e.source_ref) AS flows,
     min(e.ts_start) AS first_seen,
-    max(e.ts_end) AS last_seen
+    max(e.ts_end) AS last_seen,
+    bool_and(starts_with(e.detector, '{shape}')) AS shape_only
 FROM e JOIN combined c USING (host, internal)
 GROUP BY e.host, e.internal, c.confidence, c.explanation
 -- Outside HOME_NET, only clients of mining or pools are of interest (not every P2P peer).
 HAVING e.internal OR bool_or(e.category IN ('mining', 'mining_pool_contact', 'browser_mining'))
-ORDER BY e.internal DESC, list_contains(list(DISTINCT e.category), 'mining') DESC, c.confidence DESC, e.host
+ORDER BY e.internal DESC, list_contains(list(DISTINCT e.category), 'mining') DESC, shape_only, c.confidence DESC,
+         e.host
 """
 
 
@@ -158,7 +164,7 @@ def host_findings_in(con: duckdb.DuckDBPyConnection, relation: str, home: HomeNe
         LEFT JOIN _home_ips AS s ON s.ip = e.src_ip
         LEFT JOIN _home_ips AS d ON d.ip = e.dst_ip""")
     try:
-        return con.sql(HOST_FINDINGS_SQL).to_arrow_table().to_pylist()
+        return con.sql(HOST_FINDINGS_SQL.replace("{shape}", SHAPE_DETECTOR_PREFIX)).to_arrow_table().to_pylist()
     finally:
         con.execute("DROP VIEW IF EXISTS evidence")
         con.unregister("_home_ips")

@@ -173,3 +173,22 @@ def test_metadata(tmp_path):
     bad.write_text("id,x\n1,2\n")
     with pytest.raises(InputError):
         load_metadata(ws, bad)
+
+
+def test_load_far_beyond_contracted_capacity_is_a_unit_error(tmp_path):
+    """One meter alone has no peers to compare with; its contracted capacity tells that
+    50,000 'kWh' an hour behind an 80 kW supply are Wh labelled kWh."""
+    ws = tmp_path / "ws"
+    f = long_csv(tmp_path, hourly("solo", 24, lambda i: 50_000.0) + hourly("ok", 24, lambda i: 40.0))
+    ingest_file(ws, f)
+    meta = tmp_path / "meta.csv"
+    meta.write_text("meter_id,contracted_kw\nsolo,80\nok,80\n")
+    n, problems = load_metadata(ws, meta)
+    assert n == 2
+    assert [p[1] for p in problems] == [
+        "meter solo: median load 50,000 kW is 625x its contracted 80 kW: values in Wh labelled kWh, "
+        "or contracted_kw in MW? (nothing changed)"]
+    con = open_catalog(ws)
+    marked = con.execute("SELECT meter_id, suspect_unit FROM quality ORDER BY meter_id").fetchall()
+    con.close()
+    assert marked == [("ok", ""), ("solo", "beyond contracted capacity")]

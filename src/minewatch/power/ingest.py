@@ -490,11 +490,36 @@ def load_metadata(ws: str | Path, path: str | Path) -> tuple[int, list]:
                     WHERE "{cols['meter_id']}" IS NOT NULL AND trim(coalesce({kw}, '')) <> ''
                       AND TRY_CAST({kw} AS DOUBLE) IS NULL""").fetchall():
                 malformed.append((None, f"meter {meter}: contracted_kw {value!r} is not a number (left empty)", ""))
+        malformed += _beyond_capacity(con, ws)
         return con.execute("SELECT count(*) FROM meter_metadata").fetchall()[0][0], malformed
     except duckdb.Error as e:
         raise InputError(path, f"cannot read metadata: {str(e).splitlines()[0]}")
     finally:
         con.close()
+
+
+CAPACITY_FACTOR = 10.0  # a median load this many times the contracted capacity is a unit error
+
+
+def _beyond_capacity(con: duckdb.DuckDBPyConnection, ws: str | Path) -> list:
+    """Meters whose median load is far above their contracted capacity: no supply carries
+    that, so a unit is wrong (Wh labelled kWh, or contracted_kw given in MW). Said per
+    meter and marked in `quality.suspect_unit`; nothing is changed."""
+    if not any((Path(ws) / "meters").glob("*.parquet")):
+        return []
+    rows = con.execute(f"""
+        SELECT m.meter_id, md.contracted_kw, median(r.kw) AS typical
+        FROM read_parquet(?) AS r JOIN meters AS m USING (meter_key) JOIN meter_metadata AS md USING (meter_id)
+        WHERE md.contracted_kw > 0 AND r.kw > 0
+        GROUP BY m.meter_id, md.contracted_kw
+        HAVING median(r.kw) > {CAPACITY_FACTOR} * md.contracted_kw
+        ORDER BY m.meter_id""", [readings_glob(ws)]).fetchall()
+    out = []
+    for meter, cap, typical in rows:
+        con.execute("UPDATE quality SET suspect_unit = 'beyond contracted capacity' WHERE meter_id = ?", [meter])
+        out.append((None, f"meter {meter}: median load {typical:,.0f} kW is {typical / cap:,.0f}x its contracted "
+                          f"{cap:g} kW: values in Wh labelled kWh, or contracted_kw in MW? (nothing changed)", ""))
+    return out
 
 
 def readings_glob(ws: str | Path) -> str:

@@ -136,8 +136,7 @@ def create_evidence_view(con, ws: Workspace, name: str = "evidence_all") -> None
 class DuckDBEngine:
     def __init__(self, ws: Workspace, intel: IntelSet | None = None, memory_limit: str = DEFAULT_MEMORY_LIMIT,
                  threads: int | None = None, params: dict | None = None):
-        if not ws.exists:
-            raise UsageError(f"{ws.root} is not a workspace (no catalog.duckdb): run `minewatch ingest` first")
+        ws.must_exist()
         self.ws, self.memory_limit, self.threads = ws, memory_limit, threads
         self.intel = intel if intel is not None else IntelSet.load()
         self.params = params or {}
@@ -239,8 +238,10 @@ def evidence_sql(det: SqlDetector, params: dict, since: str | None) -> str:
     return sql if since is None else f"SELECT * FROM ({sql}) AS ev WHERE {since_filter(since)}"
 
 
-def _day_of(folder: Path) -> str | None:
-    return folder.name[4:] if folder.name.startswith("day=") else None
+def redone_day(folder_name: str, since: str) -> bool:
+    """True for a day=... partition that a run from `since` on replaces (not the unknown day)."""
+    day = folder_name[4:] if folder_name.startswith("day=") else None
+    return day is not None and day >= since and day != NO_DAY
 
 
 def replace_days(target: Path, new_dir: Path, since: str, tmp_dir: Path) -> None:
@@ -253,12 +254,11 @@ def replace_days(target: Path, new_dir: Path, since: str, tmp_dir: Path) -> None
     old.mkdir(parents=True)
     target.mkdir(parents=True, exist_ok=True)
     for folder in sorted(target.iterdir()):
-        day = _day_of(folder)
-        if day is not None and day >= since and day != NO_DAY:
+        if redone_day(folder.name, since):
             folder.rename(old / folder.name)
     if new_dir.exists():
         for folder in sorted(new_dir.iterdir()):
-            if _day_of(folder) is not None:
+            if folder.name.startswith("day="):
                 folder.rename(target / folder.name)
         shutil.rmtree(new_dir)
     shutil.rmtree(old)
@@ -272,11 +272,16 @@ def older_versions(con, ws: Workspace, det: SqlDetector, since: str) -> list[str
     versions = [v for (v,) in con.execute(
         "SELECT DISTINCT detector_version FROM read_parquet(?, hive_partitioning = true, hive_types_autocast = false, "
         "union_by_name = true) "
-        "WHERE day < ? OR day = ? ORDER BY 1", [str(folder / "day=*" / "*.parquet"), since, NO_DAY]).fetchall()
-        if v != det.version]
-    if not versions:
+        "WHERE day < ? OR day = ?", [str(folder / "day=*" / "*.parquet"), since, NO_DAY]).fetchall()]
+    return version_warning(det, since, versions)
+
+
+def version_warning(det: SqlDetector, since: str, versions) -> list[str]:
+    """The warning for evidence kept from before `since` that other versions wrote."""
+    other = sorted({int(v) for v in versions if v is not None and int(v) != det.version})
+    if not other:
         return []
-    return [f"{det.id}: evidence before {since} is from version {', '.join(map(str, versions))}, "
+    return [f"{det.id}: evidence before {since} is from version {', '.join(map(str, other))}, "
             f"this is version {det.version}: run detect without --since to redo it"]
 
 

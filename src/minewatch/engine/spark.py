@@ -28,8 +28,8 @@ import pyarrow as pa
 
 from minewatch.detect import SqlDetector
 from minewatch.engine.dialect import DialectError, to_dialect
-from minewatch.engine.duckdb import (DetectorResult, DetectReport, check_day, evidence_sql, select_detectors,
-                                     since_filter)
+from minewatch.engine.duckdb import (DetectorResult, DetectReport, check_day, evidence_sql, redone_day,
+                                     select_detectors, since_filter, version_warning)
 from minewatch.errors import MinewatchError, UsageError
 from minewatch.intel import IntelSet
 from minewatch.workspace.catalogue import Catalogue
@@ -213,8 +213,7 @@ class HadoopFiles:
         old_url = f"{new_url}-old"
         self.delete(old_url)
         for name in self.folders(target_url):
-            day = name[4:] if name.startswith("day=") else None
-            if day is not None and day >= since and day != NO_DAY:
+            if redone_day(name, since):
                 self.rename(f"{target_url}/{name}", f"{old_url}/{name}")
         for name in self.folders(new_url):
             if name.startswith("day="):
@@ -238,8 +237,7 @@ class SparkEngine:
     def __init__(self, ws: Workspace, intel: IntelSet | None = None, master: str | None = None,
                  tables_url: str | None = None, params: dict | None = None, spark: Any = None,
                  conf: dict[str, str] | None = None):
-        if not ws.exists:
-            raise UsageError(f"{ws.root} is not a workspace (no catalog.duckdb): run `minewatch ingest` first")
+        ws.must_exist()
         self.ws, self.master, self.conf = ws, master, conf
         self.intel = intel if intel is not None else IntelSet.load()
         self.params = params or {}
@@ -321,11 +319,7 @@ class SparkEngine:
             return []
         rows = (spark.read.option("mergeSchema", "true").parquet(url)
                 .where(f"day < '{self.since}' OR day = '{NO_DAY}'").select("detector_version").distinct().collect())
-        versions = sorted(int(r[0]) for r in rows if r[0] is not None and int(r[0]) != det.version)
-        if not versions:
-            return []
-        return [f"{det.id}: evidence before {self.since} is from version {', '.join(map(str, versions))}, "
-                f"this is version {det.version}: run detect without --since to redo it"]
+        return version_warning(det, self.since, [r[0] for r in rows])
 
     def _run_one(self, spark, files: HadoopFiles, det: SqlDetector) -> DetectorResult:
         from py4j.protocol import Py4JError

@@ -179,8 +179,7 @@ def _changed_plan(ws, ids: list[str]):
     from minewatch.engine.duckdb import select_detectors
     from minewatch.workspace.catalogue import Catalogue
 
-    if not ws.exists:
-        raise UsageError(f"{ws.root} is not a workspace (no catalog.duckdb): run `minewatch ingest` first")
+    ws.must_exist()
     detectors = select_detectors(ids or None)
     with Catalogue(ws.catalogue_path) as cat:
         return changed_days(ws, cat, detectors)
@@ -234,9 +233,7 @@ def evidence(
     from minewatch.workspace.query import EvidenceFilter, export_evidence
     from minewatch.workspace.store import Workspace
 
-    ws = Workspace(workspace)
-    if not ws.exists:
-        raise UsageError(f"{workspace} is not a workspace (no catalog.duckdb): run `minewatch ingest` first")
+    ws = Workspace(workspace).must_exist()
     writer = EvidenceWriter(output, choose_format(output, fmt))
     try:
         rows = export_evidence(ws, writer, EvidenceFilter(since, until, detector, category))

@@ -59,8 +59,7 @@ def open_evidence(ws: Workspace, selection: EvidenceFilter | None = None) -> duc
     """A connection with view `evidence_sel`: the workspace evidence matching `selection`."""
     from minewatch.engine.duckdb import connect
 
-    if not ws.exists:
-        raise UsageError(f"{ws.root} is not a workspace (no catalog.duckdb): run `minewatch ingest` first")
+    ws.must_exist()
     con = connect(ws, tables=())
     where = (selection or EvidenceFilter()).where()
     con.execute(f"CREATE TEMP VIEW evidence_sel AS SELECT * FROM evidence_all{where}")

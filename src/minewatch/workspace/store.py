@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from minewatch.errors import MinewatchError
+from minewatch.errors import MinewatchError, UsageError
 from minewatch.schema import EVIDENCE, TABLES
 
 SHA_PREFIX = 16
@@ -72,6 +72,12 @@ class Workspace:
     @property
     def exists(self) -> bool:
         return self.catalogue_path.exists()
+
+    def must_exist(self) -> "Workspace":
+        """Itself, or a UsageError saying the folder is no workspace yet."""
+        if not self.exists:
+            raise UsageError(f"{self.root} is not a workspace (no catalog.duckdb): run `minewatch ingest` first")
+        return self
 
     def table_glob(self, table: str) -> str:
         return str(self.tables_dir / table / "*" / "*" / "*.parquet")
@@ -349,7 +355,7 @@ class InputWriter:
         _, folder = key
         pieces = self._buffers.pop(key)
         self._buffered.pop(key)
-        if self.source_file is None or self._identified.is_set():
+        if self.source_file is None:
             self._wait_identified()  # the rows' source_file value comes with the hash
         if self._stopping:
             raise _Stopped

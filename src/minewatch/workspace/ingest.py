@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -61,9 +62,6 @@ class IngestOptions:
     on_part: Callable[[Path], None] | None = None  # after each Parquet part file
 
 
-WORKSPACE_MARK = "catalog.duckdb"  # a folder holding one is a minewatch workspace, not input
-
-
 def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
     """(path, found in a folder) for the files named and every non-hidden file under the
     folders named (recursively, sorted). A workspace met in a folder (the one being
@@ -72,12 +70,12 @@ def expand_paths(paths: list[str]) -> list[tuple[str, bool]]:
     out: list[tuple[str, bool]] = []
     for p in paths:
         if Path(p).is_dir():
-            if (Path(p) / WORKSPACE_MARK).exists():
+            if Workspace(p).exists:
                 out.append((p, False))
                 continue
             for root, dirs, files in os.walk(p):
                 inner = sorted(d for d in dirs if not d.startswith("."))
-                workspaces = {d for d in inner if (Path(root) / d / WORKSPACE_MARK).exists()}
+                workspaces = {d for d in inner if Workspace(os.path.join(root, d)).exists}
                 out.extend((os.path.join(root, d), True) for d in inner if d in workspaces)
                 dirs[:] = [d for d in inner if d not in workspaces]
                 out.extend((os.path.join(root, f), True) for f in sorted(files) if not f.startswith("."))
@@ -137,6 +135,7 @@ class _Entry:
         self._hashing = self._pool.submit(sha256_file, path)
         self.started = False
         self.source_file: str | None = None
+        self.name = str(Path(path).resolve())  # the rows' source_file, unless another content has it
 
     def hashed(self) -> bool:
         return self._hashing.done()
@@ -155,7 +154,7 @@ class _Entry:
         result.status = "ingested" if previous is None else "redone"
         if previous is not None:  # interrupted or failed before: undo what it left, then redo
             self.ws.remove_input(sha)
-        source_file = str(Path(self.path).resolve())
+        source_file = self.name
         if self.cat.source_file_taken(source_file, sha):  # same name, other content (a rotated log)
             source_file = f"{source_file}#sha256:{sha[:16]}"
         self.cat.start_file(sha, self.path, source_file, self.size, result.format)
@@ -165,8 +164,7 @@ class _Entry:
     def early_source_file(self) -> str | None:
         """The rows' source_file value before the hash is known, when the hash cannot
         change it (no input was stored under this name yet); else None."""
-        name = str(Path(self.path).resolve())
-        return None if self.cat.source_file_taken(name, "") else name  # "": no hash, so any input
+        return None if self.cat.source_file_taken(self.name, "") else self.name  # "": no hash, so any input
 
     def fail(self, error: str) -> None:
         """Undo what the input wrote and say why in the catalogue (nothing of it is kept)."""
@@ -190,7 +188,7 @@ def ingest_file(ws: Workspace, cat: Catalogue, path: str, options: IngestOptions
     """Ingest one file. A file met while walking a folder that is of no known input format
     (a README, a list) is ignored and counted; named explicitly, it fails."""
     result = FileResult(path)
-    if Path(path).is_dir() and (Path(path) / WORKSPACE_MARK).exists():
+    if Path(path).is_dir() and Workspace(path).exists:
         what = "a minewatch workspace, not an input (name its tables/<table> folder to read them)"
         result.status, result.error = ("ignored", what) if in_folder else ("failed", f"{path}: {what}")
         return result
@@ -298,10 +296,11 @@ def _ingest_records(path: str, entry: _Entry, writer: InputWriter, options: Inge
     (`identify`) as soon as the hash is done, and writes no part file before."""
     stats = SourceStats(path)
     try:
+        identify = partial(_identify, writer, entry)
         for table_name, batch in _record_batches(path, result.format, stats, options):
             if writer.sha256 is None and entry.hashed():
-                _identify(writer, entry)
-            writer.write(table_name, batch, identify=lambda: _identify(writer, entry))
+                identify()
+            writer.write(table_name, batch, identify=identify)
         if writer.sha256 is None:
             _identify(writer, entry)
     finally:

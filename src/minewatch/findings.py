@@ -70,7 +70,7 @@ GROUP BY e.host, e.internal, c.confidence, c.explanation
 HAVING e.internal OR bool_or(e.category IN ('mining', 'mining_pool_contact', 'browser_mining'))
 ORDER BY e.internal DESC, list_contains(list(DISTINCT e.category), 'mining') DESC, shape_only, c.confidence DESC,
          e.host
-"""
+""".replace("{shape}", SHAPE_DETECTOR_PREFIX)
 
 
 @dataclass
@@ -164,7 +164,7 @@ def host_findings_in(con: duckdb.DuckDBPyConnection, relation: str, home: HomeNe
         LEFT JOIN _home_ips AS s ON s.ip = e.src_ip
         LEFT JOIN _home_ips AS d ON d.ip = e.dst_ip""")
     try:
-        return con.sql(HOST_FINDINGS_SQL.replace("{shape}", SHAPE_DETECTOR_PREFIX)).to_arrow_table().to_pylist()
+        return con.sql(HOST_FINDINGS_SQL).to_arrow_table().to_pylist()
     finally:
         con.execute("DROP VIEW IF EXISTS evidence")
         con.unregister("_home_ips")

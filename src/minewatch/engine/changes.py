@@ -29,7 +29,8 @@ def changed_days(ws: Workspace, cat: Catalogue, detectors: list[SqlDetector]) ->
             return Plan(True, None, f"{det.id} ran as version {last[det.id][0]}, now {det.version}: every day")
     oldest = min(last[det.id][1] for det in detectors)
     files = cat.files_done_after(oldest)
-    days = {day for f in files for day in _days_of(ws, f.sha256)}
+    days_of = _days_by_input(ws) if files else {}
+    days = {day for f in files for day in days_of.get(f.sha256[:SHA_PREFIX], ())}
     if not days:
         return Plan(False, None, "nothing ingested since the last run")
     if NO_DAY in days:
@@ -38,8 +39,11 @@ def changed_days(ws: Workspace, cat: Catalogue, detectors: list[SqlDetector]) ->
     return Plan(True, first, f"{len(files)} inputs ingested since the last run touch days from {first}")
 
 
-def _days_of(ws: Workspace, sha256: str) -> set[str]:
-    """The day partitions of the record tables holding a part written for this input."""
-    prefix = sha256[:SHA_PREFIX]
-    return {part.parent.name[4:] for table in RECORD_TABLES
-            for part in (ws.tables_dir / table).glob(f"source=*/day=*/part-{prefix}-*.parquet")}
+def _days_by_input(ws: Workspace) -> dict[str, set[str]]:
+    """Hash prefix of each input -> the day partitions of the record tables holding its
+    parts (part files are named part-<prefix>-<n>.parquet): one walk for all inputs."""
+    out: dict[str, set[str]] = {}
+    for table in RECORD_TABLES:
+        for part in (ws.tables_dir / table).glob("source=*/day=*/part-*.parquet"):
+            out.setdefault(part.name[5:5 + SHA_PREFIX], set()).add(part.parent.name[4:])
+    return out

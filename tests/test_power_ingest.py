@@ -173,6 +173,9 @@ def test_metadata(tmp_path):
     bad.write_text("id,x\n1,2\n")
     with pytest.raises(InputError):
         load_metadata(ws, bad)
+    capture = Path(__file__).parents[1] / "src" / "minewatch" / "demo" / "captures" / "mining.pcapng"
+    with pytest.raises(InputError, match="a pcap file, not meter metadata"):
+        load_metadata(ws, capture)
 
 
 def test_load_far_beyond_contracted_capacity_is_a_unit_error(tmp_path):

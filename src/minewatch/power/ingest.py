@@ -65,9 +65,9 @@ def _check_tz(tz: str) -> None:
         raise UsageError(f"unknown time zone {tz!r} (use an IANA name such as Asia/Shanghai)")
 
 
-def _refuse_network_logs(path: Path) -> None:
-    """A capture, flow export or sensor log is not meter readings, whatever its name (a
-    Zeek log read as a table gives meters named after its first record's values)."""
+def _refuse_network_logs(path: Path, what: str = "meter readings") -> None:
+    """A capture, flow export or sensor log is not meter readings (or metadata), whatever
+    its name (a Zeek log read as a table gives meters named after its first record's values)."""
     from minewatch.sources.detect_format import detect_format
 
     try:
@@ -75,7 +75,7 @@ def _refuse_network_logs(path: Path) -> None:
     except InputError:  # no known kind: the table reader says what is wrong with it
         return
     if kind not in ("csv", "parquet"):
-        raise InputError(path, f"a {kind} file, not meter readings (read it with `minewatch ingest`)")
+        raise InputError(path, f"a {kind} file, not {what} (read it with `minewatch ingest`)")
 
 
 def _is_parquet(path: Path) -> bool:
@@ -469,6 +469,7 @@ def load_metadata(ws: str | Path, path: str | Path) -> tuple[int, list]:
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such file")
+    _refuse_network_logs(path, "meter metadata")
     con = open_catalog(ws)
     try:
         src = _source_sql(path)
